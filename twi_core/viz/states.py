@@ -1,0 +1,477 @@
+"""Figures of hidden states and results: frames for GIFs and scrubbers, state and projection panels, masks, bars, curves.
+
+Everything here draws; nothing trains or evaluates. Inputs follow the package layouts: hidden sequences
+``(B, T, C, H, W)``, per-bin features (Fourier magnitudes or learned linear projections) ``(B, K, C, H, W)``, images
+``(B, C_in, H, W)`` in [0, 1], masks ``(B, H, W)`` of integer labels. Torch tensors or numpy arrays are accepted.
+
+Conventions, after the authors' figures: hidden states in the diverging ``'bwr'`` colour map on a scale symmetric around
+zero and shared by all frames of one sequence; Fourier magnitudes and projections in ``'gray'`` (each panel scaled to
+itself); class masks in a fixed palette with black background. Functions return a :class:`matplotlib.figure.Figure`
+made with ``pyplot`` (so notebooks show it inline); close it with ``plt.close(fig)`` when drawing many.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+__all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "image_grid",
+           "learning_curves", "bins_panel", "prediction_panel", "readout_bars", "state_frames", "symmetric_limits",
+           "to_rgb_image"]
+
+#: The authors' 6-colour class palette (background black, then red, orange, yellow, green, blue), extended for more
+#: classes with the tab10 colours.
+_BASE_PALETTE = [(0, 0, 0), (228, 26, 28), (255, 127, 0), (255, 221, 51), (77, 175, 74), (55, 126, 184)]
+
+
+def _np(x, *, name: str, ndim: int | None = None) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    elif not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray; got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions; got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_index(value: int, size: int, *, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < size:
+        raise ValueError(f"{name} must be an int in [0, {size}); got {value!r}")
+    return int(value)
+
+
+def _crop(a: np.ndarray, crop) -> np.ndarray:
+    """Crop the last two axes to ``(row_start, row_stop, col_start, col_stop)``; ``None`` keeps everything."""
+    if crop is None:
+        return a
+    if len(crop) != 4:
+        raise ValueError(f"crop must be (row_start, row_stop, col_start, col_stop); got {crop!r}")
+    r0, r1, c0, c1 = crop
+    out = a[..., r0:r1, c0:c1]
+    if out.shape[-1] == 0 or out.shape[-2] == 0:
+        raise ValueError(f"crop {crop!r} leaves nothing of an image of size {a.shape[-2:]}")
+    return out
+
+
+def state_frames(states, *, sample: int = 0, channel: int = 0, stride: int = 1, crop=None) -> np.ndarray:
+    """One neuron channel of one sample over time, ready for a GIF or a scrubber.
+
+    Parameters
+    ----------
+    states : shape ``(B, T, C, H, W)``
+    sample, channel : which sample of the batch and which hidden channel.
+    stride : keep every ``stride``-th step (first step always kept).
+    crop : optional ``(row_start, row_stop, col_start, col_stop)``.
+
+    Returns
+    -------
+    ndarray float32 ``(ceil(T / stride), H', W')``.
+    """
+    s = _np(states, name="states", ndim=5)
+    b, t, c, h, w = s.shape
+    sample = _check_index(sample, b, name="sample")
+    channel = _check_index(channel, c, name="channel")
+    if not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be a positive int; got {stride!r}")
+    frames = s[sample, ::stride, channel]  # (T', H, W)
+    return np.ascontiguousarray(_crop(frames, crop), dtype=np.float32)
+
+
+def symmetric_limits(values) -> tuple[float, float]:
+    """``(-m, m)`` with ``m`` the largest absolute value (``m = 1`` for an all-zero input): a diverging scale centred
+    on zero, as for the ``'bwr'`` state plots.
+
+    >>> symmetric_limits(np.array([-0.5, 2.0]))
+    (-2.0, 2.0)
+    """
+    m = float(np.nanmax(np.abs(_np(values, name="values")))) if np.size(values) else 0.0
+    m = m if m > 0 and np.isfinite(m) else 1.0
+    return -m, m
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """RGB colours ``(num_classes, 3)`` in [0, 1]: black background, then the authors' palette, then tab10/tab20."""
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+    colors = [tuple(v / 255 for v in rgb) for rgb in _BASE_PALETTE]
+    extra = list(plt.get_cmap("tab20").colors)
+    i = 0
+    while len(colors) < num_classes:
+        colors.append(tuple(extra[i % len(extra)]))
+        i += 1
+    return np.asarray(colors[:num_classes], dtype=np.float64)
+
+
+def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
+    """A label mask ``(H, W)`` (or ``(B, H, W)``) as uint8 RGB ``(..., H, W, 3)`` in :func:`class_colors`."""
+    m = _np(mask, name="mask").astype(np.int64)
+    if m.size and (m.min() < 0 or m.max() >= num_classes):
+        raise ValueError(f"mask holds labels in [{m.min()}, {m.max()}]; expected [0, {num_classes})")
+    return (class_colors(num_classes)[m] * 255).round().astype(np.uint8)
+
+
+def to_rgb_image(image) -> np.ndarray:
+    """An input image ``(C_in, H, W)`` in [0, 1] (C_in = 1 or 3) as float ``(H, W, 3)`` for ``imshow``."""
+    x = _np(image, name="image", ndim=3)
+    if x.shape[0] == 1:
+        x = np.repeat(x, 3, axis=0)
+    elif x.shape[0] != 3:
+        raise ValueError(f"image must have 1 or 3 channels first; got shape {x.shape}")
+    return np.clip(x.transpose(1, 2, 0), 0.0, 1.0)  # (H, W, 3)
+
+
+def image_grid(rows: Sequence[np.ndarray], *, row_labels: Sequence[str] | None = None,
+               col_titles: Sequence[Sequence[str]] | Sequence[str] | None = None, cmaps: Sequence[str] | str = "bwr",
+               symmetric: Sequence[bool] | bool = True, shared_scale: Sequence[bool] | bool = True,
+               panel_size: float = 1.4, colorbar: bool = True, title: str | None = None) -> Figure:
+    """A grid of image rows; each row is an array ``(n, H, W)`` of panels drawn with its own colour map and scale.
+
+    Parameters
+    ----------
+    rows : list of arrays ``(n_i, H, W)``; rows may have different lengths and sizes.
+    row_labels : one label per row (drawn as the y label of the row's first panel).
+    col_titles : titles per panel: one list for all rows, or one list per row.
+    cmaps, symmetric, shared_scale : per row (or one value for all): the colour map, whether the scale is symmetric
+        around zero, and whether all panels of the row share one scale (else each panel is scaled to itself).
+    panel_size : inches per panel.
+    colorbar : draw one colour bar per row when the row shares a scale.
+    """
+    rows = [_np(r, name="rows[i]", ndim=3) for r in rows]
+    if not rows:
+        raise ValueError("rows must hold at least one (n, H, W) array")
+    n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
+
+    def per_row(value, name):
+        if isinstance(value, (str, bool)):
+            return [value] * n_rows
+        value = list(value)
+        if len(value) != n_rows:
+            raise ValueError(f"{name} must have one entry per row ({n_rows}); got {len(value)}")
+        return value
+
+    cmaps, symmetric, shared_scale = (per_row(cmaps, "cmaps"), per_row(symmetric, "symmetric"),
+                                      per_row(shared_scale, "shared_scale"))
+    if col_titles is not None and len(col_titles) and isinstance(col_titles[0], str):
+        col_titles = [list(col_titles)] * n_rows
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(panel_size * n_cols + (0.6 if colorbar else 0),
+                                                     panel_size * n_rows + (0.5 if title else 0.1)),
+                             squeeze=False, constrained_layout=True)
+    for i, row in enumerate(rows):
+        if shared_scale[i]:
+            vmin, vmax = symmetric_limits(row) if symmetric[i] else (float(np.nanmin(row)), float(np.nanmax(row)))
+        im = None
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= row.shape[0]:
+                ax.axis("off")
+                continue
+            if not shared_scale[i]:
+                vmin, vmax = symmetric_limits(row[j]) if symmetric[i] else (None, None)
+            im = ax.imshow(row[j], cmap=cmaps[i], vmin=vmin, vmax=vmax, interpolation="nearest")
+            if col_titles is not None and j < len(col_titles[i]):
+                ax.set_title(col_titles[i][j], fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=9)
+        if colorbar and shared_scale[i] and im is not None:
+            fig.colorbar(im, ax=list(axes[i, :]), shrink=0.8, pad=0.01)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None, channels: Sequence[int] | None = None,
+                  crop=None, n_times: int = 8, title: str | None = None, panel_size: float = 1.4) -> Figure:
+    """Hidden states of one sample at a few time steps, one row per channel (the paper's Figure 3 / 5 state rows).
+
+    Parameters
+    ----------
+    states : shape ``(B, T, C, H, W)``, the sequence ``y_1..y_T``.
+    times : 0-based indices into the sequence (default: ``n_times`` evenly spaced); titled ``t = index + 1``.
+    channels : hidden channels to show (default all).
+    crop : optional ``(row_start, row_stop, col_start, col_stop)``.
+    """
+    s = _np(states, name="states", ndim=5)
+    b, t, c, h, w = s.shape
+    sample = _check_index(sample, b, name="sample")
+    times = list(np.linspace(0, t - 1, min(n_times, t)).round().astype(int)) if times is None else list(times)
+    for k in times:
+        _check_index(k, t, name="times[i]")
+    channels = list(range(c)) if channels is None else list(channels)
+    for ch in channels:
+        _check_index(ch, c, name="channels[i]")
+    seq = s[sample]  # (T, C, H, W)
+    rows = [_crop(seq[times, ch], crop) for ch in channels]
+    # one colour scale per channel over the whole sequence, as in the authors' videos
+    full = [symmetric_limits(seq[:, ch]) for ch in channels]
+    fig = image_grid(rows, row_labels=[f"channel {ch}" for ch in channels],
+                     col_titles=[f"t = {k + 1}" for k in times], cmaps="bwr", symmetric=True, shared_scale=True,
+                     title=title, panel_size=panel_size)
+    for i, (lo, hi) in enumerate(full):
+        for ax in fig.axes[i * len(times):(i + 1) * len(times)]:
+            for im in ax.get_images():
+                im.set_clim(lo, hi)
+    return fig
+
+
+def bins_panel(features, *, sample: int = 0, bins: Sequence[int] | None = None, channels: Sequence[int] | None = None,
+               frequencies: Sequence[float] | None = None, crop=None, n_bins: int = 8, cmap: str = "gray",
+               label: str = "bin", title: str | None = None, panel_size: float = 1.4) -> Figure:
+    """Per-bin feature maps of one sample (Fourier magnitudes or learned linear projections), one row per channel.
+
+    Each panel is scaled to itself (as in the paper's Figures 4 and 5), so the title carries the information.
+
+    Parameters
+    ----------
+    features : shape ``(B, K, C, H, W)``.
+    bins : bin indices to show (default: ``n_bins`` evenly spaced, DC included).
+    frequencies : optional frequency per bin (e.g. :func:`twi_core.analysis.spectra.bin_frequencies`) for titles.
+    label : word used in the titles ("bin", "projection", ...).
+    """
+    f = _np(features, name="features", ndim=5)
+    b, k, c, h, w = f.shape
+    sample = _check_index(sample, b, name="sample")
+    bins = list(np.linspace(0, k - 1, min(n_bins, k)).round().astype(int)) if bins is None else list(bins)
+    for q in bins:
+        _check_index(q, k, name="bins[i]")
+    channels = list(range(c)) if channels is None else list(channels)
+    for ch in channels:
+        _check_index(ch, c, name="channels[i]")
+    if frequencies is not None and len(frequencies) != k:
+        raise ValueError(f"frequencies must have one value per bin ({k}); got {len(frequencies)}")
+    titles = [f"{label} {q}" + (f"\nf = {frequencies[q]:.2g}" if frequencies is not None else "") for q in bins]
+    rows = [_crop(f[sample, bins, ch], crop) for ch in channels]
+    return image_grid(rows, row_labels=[f"channel {ch}" for ch in channels], col_titles=titles, cmaps=cmap,
+                      symmetric=False, shared_scale=False, colorbar=False, title=title, panel_size=panel_size)
+
+
+def comparison_panel(panels: Mapping[str, tuple[np.ndarray, Sequence[str], str]], *, title: str | None = None,
+                     panel_size: float = 1.3) -> Figure:
+    """Rows of labelled panels, e.g. the paper's Figure 5: NWM states, NWM projections, LSTM states, LSTM projections.
+
+    Parameters
+    ----------
+    panels : ``{row label: (images (n, H, W), titles, kind)}`` with ``kind`` ``"state"`` (``'bwr'``, one symmetric
+        scale for the row) or ``"feature"`` (``'gray'``, each panel scaled to itself).
+    """
+    kinds = {"state": ("bwr", True, True), "feature": ("gray", False, False)}
+    rows, labels, titles, cmaps, sym, shared = [], [], [], [], [], []
+    for name, (images, row_titles, kind) in panels.items():
+        if kind not in kinds:
+            raise ValueError(f"unknown panel kind {kind!r} for row {name!r}; expected one of {sorted(kinds)}")
+        cm, sy, sh = kinds[kind]
+        rows.append(_np(images, name=f"panels[{name!r}]", ndim=3))
+        labels.append(name)
+        titles.append(list(row_titles))
+        cmaps.append(cm)
+        sym.append(sy)
+        shared.append(sh)
+    return image_grid(rows, row_labels=labels, col_titles=titles, cmaps=cmaps, symmetric=sym, shared_scale=shared,
+                      colorbar=False, title=title, panel_size=panel_size)
+
+
+def prediction_panel(images, truth, prediction, *, num_classes: int, class_names: Sequence[str] | None = None,
+                     max_samples: int = 4, title: str | None = None, panel_size: float = 1.8) -> Figure:
+    """Input, ground truth and per-pixel prediction side by side, one row per sample, with a class legend.
+
+    Parameters
+    ----------
+    images : ``(B, C_in, H, W)`` in [0, 1]; truth, prediction : int ``(B, H, W)``.
+    num_classes : colours come from :func:`class_colors`.
+    class_names : legend labels (default ``class 0..n-1``).
+    """
+    x = _np(images, name="images", ndim=4)
+    gt = _np(truth, name="truth", ndim=3)
+    pr = _np(prediction, name="prediction", ndim=3)
+    if gt.shape != pr.shape or gt.shape[0] != x.shape[0] or gt.shape[1:] != x.shape[2:]:
+        raise ValueError(f"images {x.shape}, truth {gt.shape} and prediction {pr.shape} must agree on (B, H, W)")
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names must have num_classes = {num_classes} entries; got {len(names)}")
+    n = min(max_samples, x.shape[0])
+    if n < 1:
+        raise ValueError("images holds no sample")
+    fig, axes = plt.subplots(n, 3, figsize=(3 * panel_size + 1.6, n * panel_size + 0.3), squeeze=False,
+                             constrained_layout=True)
+    cols = ["input", "truth", "prediction"]
+    for i in range(n):
+        views = [to_rgb_image(x[i]), colorize_mask(gt[i], num_classes=num_classes),
+                 colorize_mask(pr[i], num_classes=num_classes)]
+        for j, view in enumerate(views):
+            ax = axes[i, j]
+            ax.imshow(view, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(cols[j], fontsize=9)
+    colors = class_colors(num_classes)
+    present = sorted(set(np.unique(gt[:n])) | set(np.unique(pr[:n])))
+    handles = [Patch(facecolor=colors[c], edgecolor="0.5", label=names[c]) for c in present]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def readout_bars(ours: pd.DataFrame, *, x: str, hue: str, metrics: Sequence[str],
+                 paper: pd.DataFrame | None = None, baselines: Mapping[str, float] | None = None,
+                 order: Sequence | None = None, hue_order: Sequence | None = None,
+                 metric_labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
+    """Bars of our runs per ``x`` (readout or CNN depth) and ``hue`` (model), beside the paper's numbers.
+
+    The paper's Figures 11 and 12 in one form: one subplot per metric; bars are our mean over runs with every run as a
+    dot; the paper's mean ± std as a black diamond with error bars; the "all background" predictor as a dashed red
+    line where ``baselines`` gives it (for FG-Acc and FG-IoU it is 0, for pixel accuracy the background fraction).
+
+    Parameters
+    ----------
+    ours : one row per run, columns ``x``, ``hue`` and each metric.
+    paper : optional, columns ``x``, ``hue``, ``{metric}_mean`` and ``{metric}_std``.
+    baselines : ``{metric: value of the all-background predictor}``.
+    """
+    for col in (x, hue, *metrics):
+        if col not in ours.columns:
+            raise ValueError(f"ours lacks column {col!r}; it has {list(ours.columns)}")
+    if not metrics:
+        raise ValueError("metrics must name at least one column")
+    baselines = dict(baselines or {})
+    labels = dict(metric_labels or {})
+    order = list(order) if order is not None else list(dict.fromkeys(ours[x]))
+    hue_order = list(hue_order) if hue_order is not None else list(dict.fromkeys(ours[hue]))
+    palette = plt.get_cmap("tab10").colors
+    width = 0.8 / max(1, len(hue_order))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.2, 0.9 * len(order) + 1.5) * len(metrics), 3.2),
+                             squeeze=False, constrained_layout=True)
+    for m_i, metric in enumerate(metrics):
+        ax = axes[0, m_i]
+        labelled: set = set()
+        for h_i, h in enumerate(hue_order):
+            offset = (h_i - (len(hue_order) - 1) / 2) * width
+            for x_i, xv in enumerate(order):
+                sel = ours[(ours[x] == xv) & (ours[hue] == h)][metric].astype(float)
+                pos = x_i + offset
+                if len(sel):
+                    ax.bar(pos, sel.mean(), width=width * 0.9, color=palette[h_i % 10], alpha=0.8,
+                           label=None if h in labelled else str(h))
+                    labelled.add(h)
+                    ax.scatter(np.full(len(sel), pos), sel, s=10, color="k", zorder=3)
+                if paper is not None and {f"{metric}_mean", x, hue} <= set(paper.columns):
+                    ref = paper[(paper[x] == xv) & (paper[hue] == h)]
+                    if len(ref):
+                        std = ref[f"{metric}_std"].iloc[0] if f"{metric}_std" in ref else 0.0
+                        ax.errorbar(pos, ref[f"{metric}_mean"].iloc[0], yerr=std, fmt="D", color="k", mfc="white",
+                                    ms=5, capsize=3, zorder=4)
+        if metric in baselines:
+            ax.axhline(baselines[metric], color="red", ls="--", lw=1.2, zorder=5)
+        ax.set_xticks(range(len(order)), [str(o) for o in order])
+        ax.set_xlabel(x)
+        ax.set_title(labels.get(metric, metric), fontsize=10)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    uniq = dict(zip(names, handles))
+    if paper is not None:
+        uniq["paper (mean ± std)"] = Line2D([], [], marker="D", color="k", mfc="white", ls="none")
+    if baselines:
+        uniq["all background"] = Line2D([], [], color="red", ls="--")
+    uniq["one run"] = Line2D([], [], marker="o", color="k", ls="none", ms=3)
+    fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncol=min(6, len(uniq)),
+               fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def learning_curves(histories: Mapping[str, pd.DataFrame], *, metrics: Sequence[str] = ("train_loss", "val_loss",
+                    "val_fg_iou"), x: str = "epoch", log_loss: bool = True, title: str | None = None,
+                    metric_labels: Mapping[str, str] | None = None) -> Figure:
+    """Learning curves of several runs, one subplot per metric, one line per run.
+
+    Parameters
+    ----------
+    histories : ``{run label: DataFrame with column x and the metrics}`` (e.g. ``Run.history``). Missing metrics are
+        skipped for that run.
+    log_loss : log-scale the y axis of metrics whose name contains ``loss``.
+    """
+    if not histories:
+        raise ValueError("histories is empty; expected {label: DataFrame}")
+    labels = dict(metric_labels or {})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False,
+                             constrained_layout=True)
+    for i, metric in enumerate(metrics):
+        ax = axes[0, i]
+        for j, (name, df) in enumerate(histories.items()):
+            if x not in df.columns:
+                raise ValueError(f"history {name!r} lacks the x column {x!r}; it has {list(df.columns)}")
+            if metric in df.columns:
+                d = df[[x, metric]].dropna()
+                ax.plot(d[x], d[metric], marker="o", ms=3, label=name, color=plt.get_cmap("tab10").colors[j % 10])
+        if "loss" in metric and log_loss:
+            ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_title(labels.get(metric, metric), fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, names = [], []
+    for ax in axes[0]:
+        for hnd, nm in zip(*ax.get_legend_handles_labels()):
+            if nm not in names:
+                handles.append(hnd)
+                names.append(nm)
+    fig.legend(handles, names, loc="outside lower center", ncol=min(5, max(1, len(names))), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_spectrum_plot(means, *, frequencies: Sequence[float] | None = None,
+                        class_names: Sequence[str] | None = None, skip_background: bool = True,
+                        normalize: bool = True, skip_dc: bool = True, log: bool = False,
+                        title: str | None = None) -> Figure:
+    """Mean spectrum of each class (the paper's Figure 4, right): one curve per class, one subplot per channel.
+
+    Parameters
+    ----------
+    means : ``(num_classes, K, C)``, e.g. :attr:`twi_core.analysis.spectra.ClassSpectra.mean`.
+    frequencies : x values per bin (default: bin index).
+    normalize : divide each curve by its sum over the shown bins, so curves compare in shape rather than amplitude.
+    skip_dc : leave out bin 0 (the mean of the time course, usually much larger than the rest).
+    """
+    mu = _np(np.asarray(means), name="means", ndim=3).astype(np.float64)
+    n, k, c = mu.shape
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"class_names must have {n} entries; got {len(names)}")
+    xs = np.arange(k) if frequencies is None else np.asarray(frequencies, dtype=float)
+    if xs.shape != (k,):
+        raise ValueError(f"frequencies must have one value per bin ({k}); got shape {xs.shape}")
+    start = 1 if skip_dc and k > 1 else 0
+    colors = class_colors(max(n, 2))
+    fig, axes = plt.subplots(1, c, figsize=(4.2 * c, 3.0), squeeze=False, constrained_layout=True)
+    for ch in range(c):
+        ax = axes[0, ch]
+        for cls in range(1 if skip_background else 0, n):
+            curve = mu[cls, start:, ch]
+            if np.isnan(curve).all():
+                continue
+            if normalize:
+                total = np.nansum(curve)
+                curve = curve / total if total > 0 else curve
+            color = colors[cls] if cls > 0 else (0.4, 0.4, 0.4)
+            ax.plot(xs[start:], curve, label=names[cls], color=color, lw=1.5)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("frequency" if frequencies is not None else "bin")
+        ax.set_ylabel("normalised magnitude" if normalize else "magnitude")
+        ax.set_title(f"channel {ch}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
