@@ -1,5 +1,40 @@
-"""Every model of the paper: the Neural Wave Machine, the Conv-LSTM, the CNN baselines and the U-Net."""
+"""Every model of the paper: the Neural Wave Machine, the Conv-LSTM, the CNN baselines and the U-Net.
 
-from twi_core.models.dynamics import NWMState, nwm_rollout_plain, nwm_step
+>>> from twi_core.models import build, paper_config, count_parameters
+>>> count_parameters(build(**paper_config("multi_mnist", "nwm", "linear")))
+54855
+"""
 
-__all__ = ["NWMState", "nwm_rollout_plain", "nwm_step"]
+from twi_core.models.dynamics import LSTMState, NWMState, conv_lstm_step, nwm_rollout_plain, nwm_step
+from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
+from twi_core.models.reference_counts import REFERENCE_COUNTS
+from twi_core.models.registry import (
+    DATASETS,
+    MODELS,
+    PAPER_VARIANTS,
+    build,
+    count_parameters,
+    load_reference_checkpoint,
+    paper_config,
+    paper_rows,
+)
+
+__all__ = [
+    "DATASETS",
+    "HEADS",
+    "LSTMState",
+    "MODELS",
+    "NWMState",
+    "PAPER_VARIANTS",
+    "READOUTS",
+    "REFERENCE_COUNTS",
+    "build",
+    "conv_lstm_step",
+    "count_parameters",
+    "load_reference_checkpoint",
+    "nwm_rollout_plain",
+    "nwm_step",
+    "num_frequency_bins",
+    "paper_config",
+    "paper_rows",
+]

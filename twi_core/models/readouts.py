@@ -1,0 +1,148 @@
+r"""Temporal readouts over a hidden-state sequence, and the per-pixel MLP heads.
+
+A readout reduces the recurrent hidden states :math:`Y \in \mathbb R^{B\times T\times C\times H\times W}` to per-pixel
+features (returned channels-last, ``(B, H, W, F)``); a head, shared by every pixel, maps those features to class logits.
+Every pixel sees only its own time series, so all spatial integration has to happen in the recurrence.
+
+==========  ====================================================================  =================
+readout     features per pixel and channel                                        F
+==========  ====================================================================  =================
+``last``    :math:`y_T`                                                           C
+``mean``    :math:`\frac1T\sum_t y_t`                                             C
+``max``     :math:`\max_t y_t`                                                    C
+``fft``     :math:`|\sum_{t} y_t e^{-2\pi i k t/T}|,\ k = 0..T/2` (unnormalised)   K·C
+``linear``  :math:`\sum_t W^{\mathrm{time}}_{k t}\, y_t` with a learned                K·C
+            :math:`W^{\mathrm{time}} \in \mathbb R^{K\times T}`
+==========  ====================================================================  =================
+
+with :math:`K` = :func:`num_frequency_bins` ``(T) = T // 2 + 1`` (DC and Nyquist included, as in the authors' code; the
+paper's text says T/2). Features are ordered frequency-major, index ``k * C + c``, as the authors' checkpoints expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["HEADS", "READOUTS", "PixelMLP", "Readout", "check_readout", "check_head", "num_frequency_bins"]
+
+
+def num_frequency_bins(steps: int) -> int:
+    """The number of temporal features per channel of the ``fft`` and ``linear`` readouts: ``T // 2 + 1``.
+
+    The one place this size is derived (the authors compute it three ways; see the reference notes §10.1).
+
+    Examples
+    --------
+    >>> num_frequency_bins(100), num_frequency_bins(20), num_frequency_bins(500)
+    (51, 11, 251)
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return steps // 2 + 1
+
+
+def _last(states: torch.Tensor, time_weight: torch.Tensor | None) -> torch.Tensor:
+    return states[:, -1].permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+
+
+def _mean(states: torch.Tensor, time_weight: torch.Tensor | None) -> torch.Tensor:
+    return states.mean(dim=1).permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+
+
+def _max(states: torch.Tensor, time_weight: torch.Tensor | None) -> torch.Tensor:
+    return states.max(dim=1).values.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
+
+
+def _fft(states: torch.Tensor, time_weight: torch.Tensor | None) -> torch.Tensor:
+    b, _, c, h, w = states.shape
+    spectrum = torch.fft.rfft(states, dim=1).abs()  # (B, K, C, H, W), unnormalised magnitude
+    return spectrum.permute(0, 3, 4, 1, 2).reshape(b, h, w, -1)  # (B, H, W, K, C) -> (B, H, W, K*C)
+
+
+def _linear(states: torch.Tensor, time_weight: torch.Tensor | None) -> torch.Tensor:
+    if time_weight is None:
+        raise ValueError("the 'linear' readout needs time_weight of shape (K, T); got None")
+    b, _, c, h, w = states.shape
+    projected = torch.einsum("kt,btchw->bhwkc", time_weight, states)  # (B, H, W, K, C)
+    return projected.reshape(b, h, w, -1)  # (B, H, W, K*C)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """A temporal reduction ``(B, T, C, H, W) -> (B, H, W, F)`` and its feature count."""
+
+    reduce: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (states, time_weight) -> features
+    spectral: bool  # True: F = num_frequency_bins(T) * C; False: F = C
+    uses_time_weight: bool  # True only for 'linear': the learned time projection gets gradients
+
+    def num_features(self, *, channels: int, steps: int) -> int:
+        """F, the head's input size, for ``channels`` hidden channels and ``steps`` time steps."""
+        return num_frequency_bins(steps) * channels if self.spectral else channels
+
+    def __call__(self, states: torch.Tensor, time_weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reduce(states, time_weight)
+
+
+#: The temporal readouts by name (the authors' ``mean_time``/``max_time`` are ``mean``/``max`` here).
+READOUTS: dict[str, Readout] = {
+    "last": Readout(_last, spectral=False, uses_time_weight=False),
+    "mean": Readout(_mean, spectral=False, uses_time_weight=False),
+    "max": Readout(_max, spectral=False, uses_time_weight=False),
+    "fft": Readout(_fft, spectral=True, uses_time_weight=False),
+    "linear": Readout(_linear, spectral=True, uses_time_weight=True),
+}
+
+#: Hidden widths of the per-pixel MLP heads: ``default`` is the 4-layer head of Polygons, Tetrominoes and MNIST,
+#: ``small`` the 6-layer head of Multi-MNIST (the authors' ``linear_smaller4``).
+HEADS: dict[str, tuple[int, ...]] = {
+    "default": (256, 256, 256),
+    "small": (32, 32, 32, 32, 32),
+}
+
+
+def check_readout(readout: str) -> Readout:
+    """The :class:`Readout` named ``readout``; a ValueError listing the valid names otherwise."""
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; expected one of {sorted(READOUTS)}")
+    return READOUTS[readout]
+
+
+def check_head(head: str) -> tuple[int, ...]:
+    """The hidden widths of the head named ``head``; a ValueError listing the valid names otherwise."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; expected one of {sorted(HEADS)}")
+    return HEADS[head]
+
+
+class PixelMLP(nn.Module):
+    """The same MLP at every pixel: ``Linear, ReLU, ..., Linear`` on channels-last features.
+
+    Applied as ``nn.Linear`` on a ``(B, H, W, F)`` view: one GEMM per layer over all B·H·W pixels (measured faster on
+    CPU than the equivalent 1×1 convolutions, and exactly equal to them; see ``benchmarks/models_head.py``).
+
+    Parameters
+    ----------
+    in_features : int
+        F.
+    hidden : tuple of int
+        Hidden widths, e.g. ``(256, 256, 256)``.
+    out_features : int
+        Number of classes n.
+    """
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], out_features: int) -> None:
+        super().__init__()
+        widths = (in_features, *hidden)
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, F) -> (B, n, H, W)`` logits."""
+        return self.layers(features).permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
