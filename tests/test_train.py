@@ -1,0 +1,226 @@
+"""Training protocol: configs and keys, determinism, bit-identical resume, NaN handling (tiny model and data)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from twi_core import train
+from twi_core.train import TrainConfig
+
+
+class TinySegmenter(torch.nn.Module):
+    """Two 3x3 convs: enough to learn 'label = bright channel' on toy images. ``poison`` makes every logit NaN."""
+
+    def __init__(self, *, name="tiny", in_channels=2, num_classes=3, hidden=4, poison=False):
+        super().__init__()
+        self.config = dict(name=name, in_channels=in_channels, num_classes=num_classes, hidden=hidden, poison=poison)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(in_channels, hidden, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.Conv2d(hidden, num_classes, 3, padding=1))
+        self.poison = poison
+
+    def forward(self, x):
+        out = self.net(x)
+        return out * float("nan") if self.poison else out
+
+
+def toy_split(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 2, 8, 8, generator=g)
+    masks = torch.zeros(n, 8, 8, dtype=torch.long)
+    masks[images[:, 0] > 0.7] = 1
+    masks[images[:, 1] > 0.8] = 2
+    return images, masks
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Replace the data and model registries by toy ones for this test."""
+    def load_split(config, split):
+        n = {"train": config.n_train, "val": config.n_val, "test": config.n_test}[split] or 16
+        return (*toy_split(n, {"train": 0, "val": 1, "test": 2}[split]), "toy")
+
+    def build_model(kwargs):
+        kwargs = dict(kwargs)
+        kwargs.pop("name")
+        return TinySegmenter(**kwargs)
+
+    monkeypatch.setattr(train, "_load_split", load_split)
+    monkeypatch.setattr(train, "_build_model", build_model)
+    return build_model
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(dataset="toy", model={"name": "tiny", "hidden": 4}, seed=3, epochs=3, batch_size=8, lr=1e-2,
+                n_train=32, n_val=16, n_test=16)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def final_weights(run_dir):
+    return torch.load(run_dir / train.STATE_FILE, weights_only=False)["model"]
+
+
+# -- TrainConfig ------------------------------------------------------------------------------------------------------
+
+def test_config_defaults_follow_the_authors():
+    cfg = TrainConfig(dataset="tetrominoes", model={"name": "nwm"}, epochs=300)
+    assert (cfg.seed, cfg.batch_size, cfg.lr, cfg.n_train, cfg.save_epoch_checkpoints) == (0, 64, 1e-3, None, False)
+
+
+def test_key_is_stable_and_changes_with_config_and_version(monkeypatch):
+    a, b = config(), config()
+    assert a.key() == b.key() and len(a.key()) == 12
+    assert config(seed=4).key() != a.key()
+    assert config(model={"name": "tiny", "hidden": 5}).key() != a.key()
+    before = a.key()
+    monkeypatch.setattr(train, "__version__", "999.0")
+    assert config().key() != before
+
+
+def test_from_dict_round_trip_and_rejects_unknown_keys():
+    cfg = config()
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match=r"unknown TrainConfig key\(s\) \['epoch'\]; valid keys are .*'epochs'"):
+        TrainConfig.from_dict({**cfg.to_dict(), "epoch": 3})
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"epochs": 0}, ValueError), ({"epochs": 1.5}, TypeError), ({"lr": -1.0}, ValueError),
+    ({"n_train": 0}, ValueError), ({"model": {"hidden": 4}}, TypeError), ({"seed": True}, TypeError),
+])
+def test_config_validates_fields(change, error):
+    with pytest.raises(error):
+        config(**change)
+
+
+def test_config_is_frozen_and_copies_the_model_dict():
+    model = {"name": "tiny", "hidden": 4}
+    cfg = config(model=model)
+    model["hidden"] = 99
+    assert cfg.model["hidden"] == 4
+    with pytest.raises(Exception):
+        cfg.seed = 1
+
+
+def test_resolve_device():
+    assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert train.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        train.resolve_device("tpu-ish")
+
+
+# -- fit --------------------------------------------------------------------------------------------------------------
+
+def test_fit_writes_a_complete_record(tiny, tmp_path):
+    cfg = config()
+    result = train.fit(cfg, tmp_path / "run", device="cpu", progress=False)
+    on_disk = json.loads((tmp_path / "run" / train.RESULT_FILE).read_text())
+    assert on_disk["status"] == result["status"] == "complete"
+    assert on_disk["key"] == cfg.key() and on_disk["config"] == cfg.to_dict()
+    for field in ("seed", "package_version", "git_commit", "device", "torch_version", "wall_time_s", "started",
+                  "finished", "data_source", "n_params", "best_epoch"):
+        assert field in on_disk, field
+    assert on_disk["data_source"] == "toy"
+    assert [row["epoch"] for row in on_disk["history"]] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_fg_acc", "val_fg_iou"} <= set(on_disk["history"][0])
+    assert set(on_disk["metrics"]) == {"val", "test"}
+    assert 0.0 <= on_disk["metrics"]["test"]["fg_iou"] <= 1.0
+    state = torch.load(tmp_path / "run" / train.CHECKPOINT_FILE, weights_only=True)
+    assert set(state) == set(TinySegmenter().state_dict())
+    # Training helps: the learning curve goes down on this easy task.
+    assert on_disk["history"][-1]["train_loss"] < on_disk["history"][0]["train_loss"]
+
+
+def test_best_checkpoint_is_the_best_validation_loss(tiny, tmp_path):
+    result = train.fit(config(epochs=4), tmp_path, device="cpu", progress=False)
+    losses = [row["val_loss"] for row in result["history"]]
+    best = result["best_epoch"]
+    # Every later epoch failed to beat the best by the absolute tolerance.
+    assert all(loss >= losses[best - 1] - train.BEST_TOLERANCE for loss in losses[best:])
+    assert result["metrics"]["val"]["pixel_loss"] == pytest.approx(losses[best - 1], rel=1e-6)
+
+
+def test_fit_is_deterministic_on_cpu(tiny, tmp_path):
+    a = train.fit(config(), tmp_path / "a", device="cpu", progress=False)
+    b = train.fit(config(), tmp_path / "b", device="cpu", progress=False)
+    assert a["metrics"] == b["metrics"]
+    wa, wb = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train.fit(config(seed=4), tmp_path / "c", device="cpu", progress=False)
+    assert c["metrics"] != a["metrics"]
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL in-process: nothing below the training loop catches it."""
+
+
+def test_resume_after_a_kill_is_bit_identical(tiny, tmp_path, monkeypatch):
+    cfg = config(epochs=3, save_epoch_checkpoints=True)
+    uninterrupted = train.fit(cfg, tmp_path / "full", device="cpu", progress=False)
+
+    real_epoch = train._train_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed()
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", dies_in_epoch_two)
+    with pytest.raises(Killed):
+        train.fit(cfg, tmp_path / "killed", device="cpu", progress=False)
+    assert not (tmp_path / "killed" / train.RESULT_FILE).exists()
+    assert torch.load(tmp_path / "killed" / train.STATE_FILE, weights_only=False)["epoch"] == 1
+
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    resumed = train.fit(cfg, tmp_path / "killed", device="cpu", progress=False)
+    wa, wb = final_weights(tmp_path / "full"), final_weights(tmp_path / "killed")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert resumed["metrics"] == uninterrupted["metrics"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    assert strip(resumed["history"]) == strip(uninterrupted["history"])
+    for epoch in (1, 2, 3):
+        name = f"epoch_{epoch:03d}.pt"
+        a = torch.load(tmp_path / "full" / "epochs" / name, weights_only=True)
+        b = torch.load(tmp_path / "killed" / "epochs" / name, weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_false_starts_over(tiny, tmp_path):
+    train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
+    state = torch.load(tmp_path / train.STATE_FILE, weights_only=False)
+    state["key"] = "someoneelse0"
+    torch.save(state, tmp_path / train.STATE_FILE)
+    with pytest.raises(ValueError, match="belongs to run"):
+        train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
+    assert train.fit(config(epochs=1), tmp_path, device="cpu", progress=False, resume=False)["status"] == "complete"
+
+
+def test_nan_loss_ends_the_run_as_failed_without_raising(tiny, tmp_path):
+    result = train.fit(config(model={"name": "tiny", "poison": True}), tmp_path, device="cpu", progress=False)
+    assert result["status"] == "failed"
+    assert "NaN" in result["error"] and "epoch 1" in result["error"]
+    assert "test" not in result["metrics"]
+    assert json.loads((tmp_path / train.RESULT_FILE).read_text())["status"] == "failed"
+
+
+def test_progress_prints_one_line_per_epoch_to_stdout(tiny, tmp_path, capsys):
+    train.fit(config(epochs=2), tmp_path, device="cpu", progress=True)
+    out = capsys.readouterr().out
+    assert out.count("epoch ") == 2 and "val FG-IoU" in out
+
+
+def test_too_few_training_images_for_a_batch_is_an_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="smaller than batch_size"):
+        train.fit(config(n_train=4, batch_size=8), tmp_path, device="cpu", progress=False)
+
+
+def test_history_values_are_json_safe(tiny, tmp_path):
+    result = train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
+    for value in result["history"][0].values():
+        assert value is None or not (isinstance(value, float) and math.isnan(value))

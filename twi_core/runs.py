@@ -1,0 +1,225 @@
+"""Run records and the run store: trained models cached by configuration.
+
+The store (:func:`twi_core.paths.runs_dir`, ``$TWI_RUNS_DIR``) holds one folder per run, named by a readable slug and the
+configuration's key, e.g. ``tetrominoes-nwm-linear-s0-3f2a9c81d0e4``. :func:`obtain` returns the complete run with the
+same key when there is one, and otherwise trains it (continuing a killed run from its last epoch) and stores it. The key
+hashes the configuration *and* the package version, so a changed configuration or package never reuses a stale run.
+
+A run folder holds ``result.json`` (written last, atomically), ``checkpoint.pt`` (best ``state_dict``), ``state.pt``
+(resume state) and, under the batch runner, the executed notebook ``run.ipynb``. A truncated or invalid ``result.json``
+is detected and the run is trained again.
+
+Examples
+--------
+>>> from twi_core.runs import obtain                                             # doctest: +SKIP
+>>> run = obtain(TrainConfig(dataset="tetrominoes", model=paper_config(...), epochs=2))   # doctest: +SKIP
+>>> run.result["metrics"]["test"]["fg_iou"], run.history.tail()                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from twi_core import paths
+from twi_core._io import atomic_write_json, read_json
+from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, RESULT_FILE, STATE_FILE, TrainConfig, fit, git_commit
+
+__all__ = ["Run", "obtain", "load", "run_dir", "slug", "iter_runs", "remove", "FINISHED", "COMPLETE", "FAILED", "ERROR"]
+
+COMPLETE = "complete"  # trained to the end and evaluated on test
+FAILED = "failed"      # ended by a NaN loss: deterministic, so not retried
+ERROR = "error"        # an exception (killed kernel, out of memory, bug): retried by the next obtain()
+FINISHED = (COMPLETE, FAILED)
+
+# Options that tell runs of one model family apart, in the order they enter the slug.
+_SLUG_OPTIONS = ("readout", "depth", "num_layers", "width", "c_mid", "base_channels", "hidden_channels", "steps")
+
+
+def slug(config: TrainConfig) -> str:
+    """A readable folder-name prefix: dataset, model name, its distinguishing options and the seed."""
+    parts = [config.dataset, str(config.model.get("name"))]
+    for option in _SLUG_OPTIONS[:4]:
+        if option in config.model:
+            parts.append(str(config.model[option]))
+    parts.append(f"s{config.seed}")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+
+
+def run_dir(config: TrainConfig, *, store: str | os.PathLike | None = None) -> Path:
+    """The folder of ``config``'s run in ``store`` (default :func:`twi_core.paths.runs_dir`)."""
+    return paths.runs_dir(store) / f"{slug(config)}-{config.key()}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A stored run: its folder, configuration and ``result.json``.
+
+    Attributes
+    ----------
+    path : Path
+        The run folder.
+    config : TrainConfig
+        The configuration it was trained with.
+    result : dict
+        The contents of ``result.json`` (see :func:`twi_core.train.fit`).
+    """
+
+    path: Path
+    config: TrainConfig
+    result: dict
+
+    @property
+    def status(self) -> str:
+        """``"complete"``, ``"failed"`` (NaN loss) or ``"error"`` (exception)."""
+        return self.result.get("status", ERROR)
+
+    @property
+    def metrics(self) -> dict:
+        """``{split: {metric: value}}`` of the best checkpoint."""
+        return self.result.get("metrics", {})
+
+    @property
+    def history(self):
+        """Learning curves: a pandas DataFrame with one row per epoch (``epoch``, ``train_loss``, ``val_loss``, ...)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.result.get("history", []))
+
+    def _load(self, state_dict: dict) -> torch.nn.Module:
+        from twi_core import train
+
+        model = train._build_model(self.config.model)  # twi_core.models.build(**config.model)
+        model.load_state_dict(state_dict, strict=True)
+        return model.eval()
+
+    def model(self, which: str = "best") -> torch.nn.Module:
+        """The trained model in eval mode on CPU: ``"best"`` (best validation loss) or ``"last"`` (last epoch)."""
+        files = {"best": CHECKPOINT_FILE, "last": STATE_FILE}
+        if which not in files:
+            raise ValueError(f"unknown checkpoint {which!r}; expected one of {list(files)}")
+        path = self.path / files[which]
+        if not path.exists():
+            raise FileNotFoundError(f"run {self.path.name} has no {which} checkpoint ({path.name})")
+        if which == "best":
+            return self._load(torch.load(path, map_location="cpu", weights_only=True))
+        return self._load(torch.load(path, map_location="cpu", weights_only=False)["model"])
+
+    def epoch_model(self, epoch: int) -> torch.nn.Module:
+        """The model after ``epoch`` (1-based), when the run kept ``save_epoch_checkpoints``."""
+        path = self.path / EPOCH_DIR / f"epoch_{epoch:03d}.pt"
+        if not path.exists():
+            kept = sorted(int(p.stem.split("_")[1]) for p in (self.path / EPOCH_DIR).glob("epoch_*.pt"))
+            raise ValueError(f"run {self.path.name} has no checkpoint of epoch {epoch!r}; kept epochs: {kept or 'none'}"
+                             " (train with save_epoch_checkpoints=True)")
+        return self._load(torch.load(path, map_location="cpu", weights_only=True))
+
+    def __repr__(self) -> str:
+        return f"Run({self.path.name!r}, status={self.status!r})"
+
+
+def load(path: str | os.PathLike) -> Run:
+    """Load the run in folder ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``result.json`` (the run never finished).
+    ValueError
+        ``result.json`` is truncated, invalid, or lacks the fields of a run record.
+    """
+    path = Path(path)
+    result = read_json(path / RESULT_FILE)  # ValueError when truncated or corrupt
+    if not isinstance(result, dict) or not {"config", "key", "status"} <= set(result):
+        raise ValueError(f"{path / RESULT_FILE} is not a run record (needs config, key and status)")
+    config = TrainConfig.from_dict(result["config"])
+    if result["status"] == COMPLETE and "test" not in result.get("metrics", {}):
+        raise ValueError(f"{path / RESULT_FILE} says complete but has no test metrics")
+    return Run(path=path, config=config, result=result)
+
+
+def _finished(path: Path, key: str) -> Run | None:
+    """The finished run at ``path`` with ``key``, or None (missing, unfinished, errored, corrupt or another key)."""
+    try:
+        run = load(path)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as err:
+        # A corrupt record: keep the evidence beside the run, then train again.
+        bad = path / RESULT_FILE
+        if bad.exists():
+            bad.replace(path / f"{RESULT_FILE}.corrupt")
+        print(f"warning: {err}; the run will be trained again", flush=True)
+        return None
+    if run.result.get("key") != key or run.status not in FINISHED:
+        return None
+    return run
+
+
+def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, device: str | torch.device = "auto",
+           progress: bool = True, labels: dict | None = None) -> Run:
+    """The finished run of ``config`` from the store, training (or continuing) it first when needed.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        What to train.
+    store : path, optional
+        The run store; default :func:`twi_core.paths.runs_dir` (``$TWI_RUNS_DIR``).
+    device : str or torch.device
+        ``"auto"`` (CUDA when available) or any torch device.
+    progress : bool
+        Progress bar on stderr and one line per epoch on stdout.
+    labels : dict, optional
+        Extra descriptive fields stored in ``result.json`` under ``"labels"`` (the batch runner records its grid point:
+        family, variant, preset). They do not enter the key.
+
+    Returns
+    -------
+    Run
+        Status ``"complete"``, ``"failed"`` (NaN loss) or ``"error"`` (an exception, recorded with its traceback in
+        ``result["error"]``). No exception from training escapes, so a batch goes on.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    path = run_dir(config, store=store)
+    found = _finished(path, config.key())
+    if found is not None:
+        return found
+    try:
+        result = fit(config, path, device=device, progress=progress, resume=True, labels=labels)
+    except Exception as err:  # recorded, not raised: the batch goes on
+        result = {"config": config.to_dict(), "key": config.key(), "status": ERROR,
+                  "error": f"{type(err).__name__}: {err}\n{traceback.format_exc()}", "metrics": {}, "history": [],
+                  "seed": config.seed, "git_commit": git_commit()}
+        if labels:
+            result["labels"] = dict(labels)
+        atomic_write_json(path / RESULT_FILE, result)
+        if progress:
+            print(f"run {path.name} raised {type(err).__name__}: {err}", flush=True)
+    return Run(path=path, config=config, result=result)
+
+
+def iter_runs(root: str | os.PathLike | None = None, *, finished_only: bool = True) -> Iterator[Run]:
+    """Every run under ``root`` (recursively; default the store), skipping unreadable records."""
+    root = paths.runs_dir(root)
+    for result in sorted(root.rglob(RESULT_FILE)):
+        try:
+            run = load(result.parent)
+        except (ValueError, TypeError, FileNotFoundError):
+            continue
+        if finished_only and run.status not in FINISHED:
+            continue
+        yield run
+
+
+def remove(run: Run) -> None:
+    """Delete a run folder from the store."""
+    shutil.rmtree(run.path)

@@ -1,0 +1,369 @@
+"""The authors' training protocol, resumable and deterministic on CPU.
+
+Protocol (reference notes §5): Adam (lr 1e-3, default betas, no weight decay), plain pixel-wise cross-entropy, shuffled
+training batches with ``drop_last=True``, validation after every epoch, and the checkpoint kept whenever the validation
+loss beats the best so far by more than an *absolute* 0.001 (:data:`BEST_TOLERANCE`); that checkpoint is evaluated on the
+test split at the end. No schedule, clipping, augmentation or early stopping (the authors' patience exceeds their epochs).
+
+:func:`fit` writes, in one run folder:
+
+- ``state.pt``: everything needed to continue after the last completed epoch (model, optimiser, the RNG states of torch,
+  numpy and Python, the generator that orders the data, the best-so-far and the history), rewritten atomically after every
+  epoch. A run killed at any moment continues from it and ends bit-identical on CPU to an uninterrupted run.
+- ``checkpoint.pt``: the best ``state_dict`` (load with ``torch.load(..., weights_only=True)``);
+  ``epochs/epoch_NNN.pt`` per epoch when ``save_epoch_checkpoints``.
+- ``result.json``, written last (its presence marks a finished run): see :func:`fit`.
+
+A NaN training loss ends the run with status ``"failed"`` and the reason (the authors call ``exit()``); it raises nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from twi_core import __version__
+from twi_core import metrics as _metrics
+from twi_core._io import atomic_write, atomic_write_json
+
+__all__ = ["TrainConfig", "BEST_TOLERANCE", "fit", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE", "RESULT_FILE"]
+
+#: Absolute improvement of the validation loss needed to replace the best checkpoint (the authors' ``tolerance``).
+BEST_TOLERANCE = 1e-3
+STATE_FILE = "state.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+RESULT_FILE = "result.json"
+EPOCH_DIR = "epochs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that determines a training run; its :meth:`key` names the run in the store.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(dataset="tetrominoes", model={"name": "cnn", "depth": 2}, epochs=3)
+    >>> cfg.batch_size, cfg.lr
+    (64, 0.001)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    dataset: str                         # a name of twi_core.data.DATASETS
+    model: Mapping[str, Any]             # kwargs of twi_core.models.build, "name" included
+    seed: int = 0                        # seeds the model init and the training order
+    epochs: int                          # passes over the training split (the paper: 300)
+    batch_size: int = 64                 # the authors' batch size
+    lr: float = 1e-3                     # Adam learning rate
+    n_train: int | None = None           # training images; None = the dataset's full split
+    n_val: int | None = None             # validation images; None = full split
+    n_test: int | None = None            # test images; None = full split
+    save_epoch_checkpoints: bool = False  # keep a state_dict after every epoch (for the wavelength analyses)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise TypeError(f"dataset must be a non-empty str; got {self.dataset!r}")
+        if not isinstance(self.model, Mapping) or not isinstance(self.model.get("name"), str):
+            raise TypeError(f"model must be a dict of build kwargs with a 'name' str; got {self.model!r}")
+        # A plain dict copy, so that the config cannot change under its key.
+        object.__setattr__(self, "model", json.loads(json.dumps(dict(self.model))))
+        for name in ("seed", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int; got {value!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1; got epochs={self.epochs}, "
+                             f"batch_size={self.batch_size}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive float; got {self.lr!r}")
+        object.__setattr__(self, "lr", float(self.lr))
+        for name in ("n_train", "n_val", "n_test"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be None or a positive int; got {value!r}")
+        if not isinstance(self.save_epoch_checkpoints, bool):
+            raise TypeError(f"save_epoch_checkpoints must be a bool; got {self.save_epoch_checkpoints!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "model" else getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a dict (JSON, papermill parameters); unknown keys raise ``ValueError`` listing the valid ones."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(k for k in values if k not in valid)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {unknown}; valid keys are {valid}")
+        return cls(**dict(values))
+
+    def key(self) -> str:
+        """A stable 12-hex-digit hash of the configuration and the package version.
+
+        A changed configuration or package version gives a different key, so a stale run is never reused silently.
+        """
+        blob = json.dumps({"config": self.to_dict(), "version": __version__}, sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', a device string or torch.device; got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+
+
+# -- indirections the tests replace with tiny stand-ins ---------------------------------------------------------------
+
+def _load_split(config: TrainConfig, split: str):
+    """The ``(images, masks, source)`` of one split, through :func:`twi_core.data.load`."""
+    from twi_core import data
+
+    n = {"train": config.n_train, "val": config.n_val, "test": config.n_test}[split]
+    loaded = data.load(config.dataset, split, n=n)
+    images, masks = loaded
+    return images, masks.long(), getattr(loaded, "source", "unknown")
+
+
+def _build_model(model_kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    from twi_core import models
+
+    return models.build(**dict(model_kwargs))
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+
+def git_commit() -> str | None:
+    """The commit of the repository the package was imported from, or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _save_torch(path: Path, obj: Any) -> None:
+    def writer(tmp: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        tmp.write_bytes(buffer.getvalue())
+
+    atomic_write(path, writer)
+
+
+def _rng_state(order: torch.Generator) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "order": order.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: Mapping[str, Any], order: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    order.set_state(state["order"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    # The authors seed numpy, Python, torch and CUDA before building the model (reference notes §0.4).
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _finite(d: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe copy: NaN/inf become None."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    # Text bar on stderr (book pages drop stderr); a compact line per epoch goes to stdout instead.
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+# -- the protocol ----------------------------------------------------------------------------------------------------
+
+def _train_epoch(model, optimizer, images, masks, *, order: torch.Generator, batch_size: int, device, bar):
+    """One epoch; returns (mean train loss, mean train pixel accuracy) or raises FloatingPointError on a NaN loss."""
+    model.train()
+    n = len(images)
+    perm = torch.randperm(n, generator=order)
+    steps = n // batch_size  # drop_last=True, as the authors
+    loss_sum, acc_sum, seen = 0.0, 0.0, 0
+    for step in range(steps):
+        idx = perm[step * batch_size:(step + 1) * batch_size]
+        x, y = images[idx].to(device), masks[idx].to(device)
+        logits = model(x)
+        loss = _metrics.pixel_loss(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"NaN/inf training loss at step {step + 1} of the epoch")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        b = x.shape[0]
+        loss_sum += float(loss.detach()) * b
+        acc_sum += float(_metrics.pixel_accuracy(logits.detach().argmax(1), y).sum())
+        seen += b
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    if steps == 0:
+        raise ValueError(f"n_train ({n}) is smaller than batch_size ({batch_size}): no full training batch")
+    return loss_sum / seen, acc_sum / seen
+
+
+def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.device = "auto",
+        progress: bool = True, resume: bool = True, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``config`` in ``run_dir`` (resuming from ``state.pt`` when present) and write ``result.json``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        What to train.
+    run_dir : path
+        The run folder (created if needed).
+    device : str or torch.device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    progress : bool
+        Show a tqdm bar (stderr) and print one line per epoch (stdout).
+    resume : bool
+        Continue from ``state.pt`` if present; ``False`` starts over.
+    labels : dict, optional
+        Descriptive fields stored under ``"labels"`` (not part of the key).
+
+    Returns
+    -------
+    dict
+        The record also written to ``result.json``: ``config``, ``key``, ``status`` (``"complete"`` or ``"failed"``),
+        ``error``, ``metrics`` ``{"val": {...}, "test": {...}}`` (of the best checkpoint), ``best_epoch``, ``history``
+        (one dict per epoch: ``epoch, train_loss, train_pixel_accuracy, val_loss, val_fg_acc, val_fg_iou, val_<metric>``
+        for every metric, ``time_s``), ``seed``, ``package_version``, ``git_commit``, ``device``, ``torch_version``,
+        ``wall_time_s``, ``started``, ``finished``, ``data_source``, ``n_params``, ``n_images``.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`TrainConfig`. Errors while training other than a NaN loss propagate
+        (:func:`twi_core.runs.obtain` records them).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    t_start = time.perf_counter()
+    started = _now()
+
+    splits = {s: _load_split(config, s) for s in ("train", "val")}
+    train_x, train_y, source = splits["train"]
+    val_data = splits["val"][:2]
+
+    _seed_everything(config.seed)
+    model = _build_model(config.model).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    order = torch.Generator().manual_seed(config.seed)  # the training order, saved and restored on resume
+
+    history: list[dict[str, Any]] = []
+    best_loss, best_epoch, epoch0, elapsed_before = math.inf, 0, 0, 0.0
+    state_path = run_dir / STATE_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=dev, weights_only=False)
+        if state.get("key") != config.key():
+            raise ValueError(f"{state_path} belongs to run {state.get('key')!r}, not {config.key()!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], order)
+        history, best_loss, best_epoch = list(state["history"]), state["best_loss"], state["best_epoch"]
+        epoch0, elapsed_before = state["epoch"], state.get("elapsed_s", 0.0)
+        started = state.get("started", started)
+        if progress:
+            print(f"resuming {run_dir.name} after epoch {epoch0}/{config.epochs}", flush=True)
+
+    status, error = "complete", None
+    steps_per_epoch = len(train_x) // config.batch_size
+    with _progress_bar(steps_per_epoch * (config.epochs - epoch0), run_dir.name, progress) as bar:
+        for epoch in range(epoch0 + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            try:
+                train_loss, train_acc = _train_epoch(model, optimizer, train_x, train_y, order=order,
+                                                     batch_size=config.batch_size, device=dev, bar=bar)
+            except FloatingPointError as err:
+                status, error = "failed", f"epoch {epoch}: {err}"
+                if progress:
+                    print(f"run failed: {error}", flush=True)
+                break
+            val = _metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_pixel_accuracy": train_acc,
+                   "val_loss": val["pixel_loss"], "val_fg_acc": val["fg_accuracy"], "val_fg_iou": val["fg_iou"],
+                   **{f"val_{k}": v for k, v in val.items() if k != "n_images"},
+                   "time_s": time.perf_counter() - t0}
+            history.append(_finite(row))
+            if val["pixel_loss"] < best_loss - BEST_TOLERANCE:
+                best_loss, best_epoch = val["pixel_loss"], epoch
+                _save_torch(run_dir / CHECKPOINT_FILE, model.state_dict())
+            if config.save_epoch_checkpoints:
+                _save_torch(run_dir / EPOCH_DIR / f"epoch_{epoch:03d}.pt", model.state_dict())
+            elapsed = elapsed_before + (time.perf_counter() - t_start)
+            _save_torch(state_path, {"key": config.key(), "epoch": epoch, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "rng": _rng_state(order),
+                                     "history": history, "best_loss": best_loss, "best_epoch": best_epoch,
+                                     "elapsed_s": elapsed, "started": started})
+            if progress:
+                print(f"epoch {epoch:3d}/{config.epochs}  train loss {train_loss:.4f}  val loss {val['pixel_loss']:.4f}"
+                      f"  val FG-IoU {val['fg_iou']:.3f}  ({row['time_s']:.1f} s)", flush=True)
+
+    result_metrics: dict[str, dict[str, Any]] = {}
+    n_images = {"train": len(train_x), "val": len(val_data[0])}
+    if (run_dir / CHECKPOINT_FILE).exists():
+        model.load_state_dict(torch.load(run_dir / CHECKPOINT_FILE, map_location=dev, weights_only=True))
+        result_metrics["val"] = _finite(_metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev))
+        if status == "complete":
+            test_x, test_y, _ = _load_split(config, "test")
+            n_images["test"] = len(test_x)
+            result_metrics["test"] = _finite(_metrics.evaluate(model, (test_x, test_y), batch_size=config.batch_size,
+                                                               device=dev))
+
+    result = {
+        "config": config.to_dict(), "key": config.key(), "status": status, "error": error,
+        "metrics": result_metrics, "best_epoch": best_epoch, "history": history,
+        "seed": config.seed, "package_version": __version__, "git_commit": git_commit(),
+        "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch_version": torch.__version__, "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
+        "started": started, "finished": _now(), "data_source": source,
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,
+    }
+    if labels:
+        result["labels"] = dict(labels)
+    atomic_write_json(run_dir / RESULT_FILE, result)
+    return result
