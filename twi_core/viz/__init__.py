@@ -1,0 +1,13 @@
+"""Visualisation: GIFs, kernel-free scrubber widgets and plots.
+
+- :mod:`twi_core.viz.animation`: :func:`frames_to_rgb`, :func:`save_gif`, :func:`show_gif`, :func:`scrubber` (Play +
+  slider that plays in the static book without a kernel).
+- :mod:`twi_core.viz.states`: figures of hidden states and results (imported on demand: ``from twi_core.viz import
+  states``).
+"""
+
+from __future__ import annotations
+
+from twi_core.viz.animation import SCRUBBER_CLASS, frames_to_rgb, gif_bytes, save_gif, scrubber, show_gif
+
+__all__ = ["SCRUBBER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif"]
