@@ -1,0 +1,113 @@
+"""The run store: caching by key, corrupt records, recorded errors, loading models back."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+from twi_core import runs, train
+from test_train import TinySegmenter, config, tiny  # noqa: F401  (tiny is a fixture)
+
+
+def test_obtain_trains_once_then_loads(tiny, tmp_cache, monkeypatch):
+    cfg = config(epochs=2)
+    run = runs.obtain(cfg, device="cpu", progress=False)
+    assert run.status == "complete"
+    assert run.path.parent == tmp_cache / "runs"
+    assert run.path.name.startswith("toy-tiny-s3-") and run.path.name.endswith(cfg.key())
+    mtime = os.stat(run.path / train.RESULT_FILE).st_mtime_ns
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a complete run was trained again")
+
+    monkeypatch.setattr(runs, "fit", must_not_train)
+    again = runs.obtain(cfg, device="cpu", progress=False)
+    assert again.result == run.result
+    assert os.stat(run.path / train.RESULT_FILE).st_mtime_ns == mtime
+
+
+def test_a_changed_config_is_a_different_run(tiny, tmp_cache):
+    a = runs.obtain(config(epochs=1), progress=False)
+    b = runs.obtain(config(epochs=1, lr=5e-3), progress=False)
+    assert a.path != b.path and a.result["key"] != b.result["key"]
+
+
+def test_run_exposes_history_and_models(tiny, tmp_cache):
+    run = runs.obtain(config(epochs=2, save_epoch_checkpoints=True), progress=False)
+    assert isinstance(run.history, pd.DataFrame)
+    assert list(run.history["epoch"]) == [1, 2]
+    assert {"train_loss", "val_loss", "val_fg_acc", "val_fg_iou"} <= set(run.history.columns)
+    best = run.model()
+    assert isinstance(best, TinySegmenter) and not best.training
+    x = torch.rand(1, 2, 8, 8)
+    assert best(x).shape == (1, 3, 8, 8)
+    last, first = run.model("last"), run.epoch_model(1)
+    assert not torch.equal(last.net[0].weight, first.net[0].weight)
+    with pytest.raises(ValueError, match="kept epochs: \\[1, 2\\]"):
+        run.epoch_model(7)
+    with pytest.raises(ValueError, match="expected one of \\['best', 'last'\\]"):
+        run.model("worst")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not-a-record"])
+def test_a_corrupt_result_is_detected_and_rerun(tiny, tmp_cache, damage):
+    cfg = config(epochs=1)
+    run = runs.obtain(cfg, progress=False)
+    path = run.path / train.RESULT_FILE
+    text = path.read_text()
+    path.write_text({"truncate": text[: len(text) // 2], "garbage": "\x00\x01", "not-a-record": "[1, 2]"}[damage])
+    with pytest.raises(ValueError):
+        runs.load(run.path)
+    again = runs.obtain(cfg, progress=False)
+    assert again.status == "complete"
+    assert json.loads(path.read_text())["metrics"] == run.result["metrics"]
+    assert (run.path / "result.json.corrupt").exists()
+
+
+def test_an_exception_is_recorded_and_retried(tiny, tmp_cache, monkeypatch):
+    def broken(kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(train, "_build_model", broken)
+    run = runs.obtain(config(epochs=1), progress=False)
+    assert run.status == "error" and "out of memory" in run.result["error"]
+    assert runs.load(run.path).status == "error"
+
+
+def test_error_runs_are_retried_and_failed_runs_are_not(tiny, tmp_cache, monkeypatch):
+    cfg = config(epochs=1)
+    real = train._build_model
+    monkeypatch.setattr(train, "_build_model", lambda kwargs: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert runs.obtain(cfg, progress=False).status == "error"
+    monkeypatch.setattr(train, "_build_model", real)
+    assert runs.obtain(cfg, progress=False).status == "complete"
+
+    bad = config(epochs=1, model={"name": "tiny", "poison": True})
+    failed = runs.obtain(bad, progress=False)
+    assert failed.status == "failed"
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: pytest.fail("a failed (NaN) run was retried"))
+    assert runs.obtain(bad, progress=False).status == "failed"
+
+
+def test_labels_are_stored_but_not_keyed(tiny, tmp_cache):
+    run = runs.obtain(config(epochs=1), progress=False, labels={"family": "tiny", "preset": "smoke"})
+    assert run.result["labels"] == {"family": "tiny", "preset": "smoke"}
+    assert runs.load(run.path).result["labels"]["preset"] == "smoke"
+
+
+def test_iter_runs_lists_finished_runs(tiny, tmp_cache):
+    runs.obtain(config(epochs=1), progress=False)
+    runs.obtain(config(epochs=1, seed=4), progress=False)
+    (tmp_cache / "runs" / "junk").mkdir()
+    (tmp_cache / "runs" / "junk" / "result.json").write_text("{")
+    found = list(runs.iter_runs())
+    assert sorted(r.config.seed for r in found) == [3, 4]
+
+
+def test_obtain_rejects_a_non_config():
+    with pytest.raises(TypeError, match="TrainConfig"):
+        runs.obtain({"dataset": "toy"})
