@@ -558,7 +558,7 @@ def spectral_peaks(trace, dt: float, *, rel_height: float = 1e-3, count: int | N
     return out if count is None else out[:count]
 
 
-def fundamental_frequency(trace, dt: float, *, rel_height: float = 0.05, pad_factor: int = 4) -> np.ndarray | float:
+def fundamental_frequency(trace, dt: float, *, rel_height: float = 0.01, pad_factor: int = 4) -> np.ndarray | float:
     """The lowest spectral peak (cycles per unit time) of a trace ``(T,)`` or of each row of ``(..., T)``.
 
     A peak counts when its magnitude is at least ``rel_height`` times the spectrum's largest (so leakage ripples are
