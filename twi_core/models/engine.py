@@ -48,7 +48,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_rollout"]
+__all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_rollout"]
 
 #: The readouts the engine accumulates online (``None``, the full sequence, is accepted too).
 ENGINE_READOUTS: tuple[str, ...] = ("fft", "last", "linear", "max", "mean")
@@ -440,3 +440,31 @@ def nwm_rollout(
     if readout == "fft":
         out = torch.complex(out[:bins], out[bins:]).abs()  # (K, B, C, H, W) magnitude, as rfft(...).abs()
     return out.permute(1, 3, 4, 0, 2).reshape(b, h, w, bins * c)  # (K, B, C, H, W) -> (B, H, W, K, C) -> (B, H, W, K*C)
+
+
+def nwm_features(
+    y0: torch.Tensor,
+    omega: torch.Tensor,
+    alpha: torch.Tensor,
+    coupling_weight: torch.Tensor,
+    *,
+    dt: float,
+    steps: int,
+    readout: str,
+    time_weight: torch.Tensor | None = None,
+    segment: int | None = None,
+    compile: bool | None = None,
+) -> torch.Tensor:
+    """The readout features ``(B, H, W, F)`` of the rollout: :func:`nwm_rollout` with a readout name required.
+
+    This is what :class:`twi_core.models.nwm.NWM` calls on its fast path (states are never stored).
+
+    Raises
+    ------
+    ValueError
+        ``readout`` is None or unknown (the message lists the valid ones), or as :func:`nwm_rollout`.
+    """
+    if readout not in ENGINE_READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; expected one of {sorted(ENGINE_READOUTS)}")
+    return nwm_rollout(y0, omega, alpha, coupling_weight, dt=dt, steps=steps, readout=readout,
+                       time_weight=time_weight, segment=segment, compile=compile)

@@ -163,6 +163,13 @@ class NWM(nn.Module):
         cfg = self.settings
         check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size)
         omega, alpha, y0 = self.omega_encoder(x), self.alpha_encoder(x), self.y0_encoder(x)  # each (B, C, H, W)
+        engine = _fast_engine() if cfg.engine == "fast" and not return_states else None
+        if hasattr(engine, "nwm_features"):  # the fast engine reduces over time online: no (B, T, C, H, W) states
+            features = engine.nwm_features(
+                y0, omega, alpha, self.coupling.weight, dt=cfg.dt, steps=cfg.steps, readout=cfg.readout,
+                time_weight=self.time_projection.weight,
+            )  # (B, H, W, F)
+            return self.head(features)  # (B, n, H, W)
         states = self.rollout(y0, omega, alpha)  # (B, T, C, H, W)
         logits = self.head(self._readout(states, self.time_projection.weight))  # (B, n, H, W)
         return (logits, states) if return_states else logits
