@@ -30,9 +30,10 @@ import torch
 
 from twi_core import paths
 from twi_core._io import atomic_write_json, read_json
-from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, RESULT_FILE, STATE_FILE, TrainConfig, fit, git_commit
+from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, RESULT_FILE, STATE_FILE, TrainConfig, _now, fit, git_commit
 
-__all__ = ["Run", "obtain", "load", "run_dir", "slug", "iter_runs", "remove", "FINISHED", "COMPLETE", "FAILED", "ERROR"]
+__all__ = ["Run", "obtain", "load", "run_dir", "slug", "iter_runs", "record_error", "remove",
+           "FINISHED", "COMPLETE", "FAILED", "ERROR"]
 
 COMPLETE = "complete"  # trained to the end and evaluated on test
 FAILED = "failed"      # ended by a NaN loss: deterministic, so not retried
@@ -196,14 +197,22 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
     try:
         result = fit(config, path, device=device, progress=progress, resume=True, labels=labels)
     except Exception as err:  # recorded, not raised: the batch goes on
-        result = {"config": config.to_dict(), "key": config.key(), "status": ERROR,
-                  "error": f"{type(err).__name__}: {err}\n{traceback.format_exc()}", "metrics": {}, "history": [],
-                  "seed": config.seed, "git_commit": git_commit()}
-        if labels:
-            result["labels"] = dict(labels)
-        atomic_write_json(path / RESULT_FILE, result)
         if progress:
             print(f"run {path.name} raised {type(err).__name__}: {err}", flush=True)
+        return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
+                            labels=labels)
+    return Run(path=path, config=config, result=result)
+
+
+def record_error(config: TrainConfig, error: str, *, store: str | os.PathLike | None = None,
+                 labels: dict | None = None) -> Run:
+    """Write a ``result.json`` with status ``"error"`` for ``config`` (the next :func:`obtain` retries it)."""
+    path = run_dir(config, store=store)
+    result = {"config": config.to_dict(), "key": config.key(), "status": ERROR, "error": error, "metrics": {},
+              "history": [], "seed": config.seed, "git_commit": git_commit(), "finished": _now()}
+    if labels:
+        result["labels"] = dict(labels)
+    atomic_write_json(path / RESULT_FILE, result)
     return Run(path=path, config=config, result=result)
 
 
