@@ -62,6 +62,9 @@ def test_scrubber_wiring():
     assert (play.max, slider.max, play.interval) == (3, 3, 125)
     pngs = [page.children[1].value for page in stack.children]
     assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(set(pngs)) == 4
+    decoded = iio.imread(pngs[2])
+    assert decoded.shape == (6 * 16, 8 * 16, 3)  # upscaled 16x (160 px / 8 columns = 20, capped at 16), RGB
+    np.testing.assert_array_equal(decoded[::16, ::16], viz.frames_to_rgb(frames)[2])
     # the links are browser-side (jslink), so they survive in a page without a kernel
     pairs = {(lk.source[0].model_id, lk.source[1], lk.target[0].model_id, lk.target[1]) for lk in box.links}
     assert all(lk._model_name == "LinkModel" for lk in box.links)  # jslink, not a kernel-side link

@@ -13,6 +13,7 @@ with the book instead of loaded from a CDN, and FontAwesome is told not to repla
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import os
@@ -95,6 +96,7 @@ def frames_to_rgb(frames, cmap: str = "bwr", vmin: float | None = None, vmax: fl
 
 
 def _upscale(rgb: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of ``(T, H, W, 3)`` frames to ``(T, scale H, scale W, 3)``."""
     return rgb if scale == 1 else np.repeat(np.repeat(rgb, scale, axis=1), scale, axis=2)
 
 
@@ -214,15 +216,18 @@ def scrubber(frames, *, fps: float = 10, width: int = 320, cmap: str = "bwr", vm
         raise ValueError(f"titles must have one entry per frame ({T}); got {len(titles)}")
     scale = _auto_scale(width, W)
     height = int(round(width * H / W))
+    big = _upscale(rgb, scale)  # (T, scale H, scale W, 3)
     pages = []
     for k in range(T):
-        img = widgets.Image(value=_png(_upscale(rgb[k], scale)), format="png", width=width, height=height)
+        img = widgets.Image(value=_png(big[k]), format="png", width=width, height=height)
         img.add_class("twi-scrubber-frame")
-        pages.append(widgets.VBox([widgets.Label(str(titles[k])), img]) if titles is not None else img)
+        # HTML, not Label: Label and control descriptions call MathJax 2's typesetter, which throws under MathJax 3
+        caption = widgets.HTML(f'<span class="twi-scrubber-title">{html.escape(str(titles[k]))}</span>') \
+            if titles is not None else None
+        pages.append(widgets.VBox([caption, img]) if caption is not None else img)
     stack = widgets.Stack(pages, selected_index=0)
-    play = widgets.Play(value=0, min=0, max=T - 1, step=1, interval=max(1, int(round(1000 / fps))),
-                        description="Play")
-    slider = widgets.IntSlider(value=0, min=0, max=T - 1, step=1, description="frame", continuous_update=True)
+    play = widgets.Play(value=0, min=0, max=T - 1, step=1, interval=max(1, int(round(1000 / fps))), tooltip="Play")
+    slider = widgets.IntSlider(value=0, min=0, max=T - 1, step=1, continuous_update=True, tooltip="frame")
     links = (widgets.jslink((play, "value"), (slider, "value")),
              widgets.jslink((slider, "value"), (stack, "selected_index")))
     box = widgets.VBox([widgets.HBox([play, slider]), stack])

@@ -1,0 +1,60 @@
+"""Benchmark of the drum simulation: the paper's Figure 2 workload (9 squares, sides 13..21, x 40,000 steps).
+
+Runs the fast stencil path (float64 and float32) and, for a short run, the reference ``torch.conv2d`` step, side by side
+in one process; prints medians over repeats, the per-step cost, the ratio to the reference, and the target (<= 2 s for
+the full workload on a 2-core CPU). The machine's load average is printed too: on a shared machine it explains outliers.
+
+    python benchmarks/bench_drum.py [--repeats 5] [--steps 40000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from twi_core import drum
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40000)
+    parser.add_argument("--dt", type=float, default=0.1)
+    args = parser.parse_args()
+    masks = [drum.square_mask(s) for s in range(13, 22)]
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cpus: {os.cpu_count()})")
+    rows = []
+    for name, kwargs in (("stencil float64", {}), ("stencil float32", {"dtype": np.float32})):
+        sec = _median_time(lambda: drum.simulate(masks, args.steps, args.dt, **kwargs), args.repeats)
+        run = drum.simulate(masks, args.steps, args.dt, **kwargs)
+        err = np.abs(drum.fundamental_frequency(run.trace, args.dt)
+                     / drum.discrete_square_fundamental(np.arange(13, 22), args.dt) - 1).max()
+        rows.append((name, sec, sec / args.steps, err))
+    ref_steps = 2000
+    ref = _median_time(lambda: drum.simulate(masks, ref_steps, args.dt, method="conv"), max(1, args.repeats // 2))
+    ref_per_step = ref / ref_steps
+    print(f"{'path':<18} {'median s':>9} {'us/step':>8} {'x conv2d':>9} {'max rel err f1':>15}")
+    for name, sec, per_step, err in rows:
+        print(f"{name:<18} {sec:9.3f} {per_step * 1e6:8.1f} {ref_per_step / per_step:9.1f} {err:15.2e}")
+    print(f"{'conv2d reference':<18} {ref_per_step * args.steps:9.3f} {ref_per_step * 1e6:8.1f} {1.0:9.1f} "
+          f"{'(extrapolated from ' + str(ref_steps) + ' steps)':>15}")
+    best = min(sec for _, sec, _, _ in rows)
+    print(f"target: 9 squares x {args.steps} steps <= 2 s -> best {best:.3f} s: {'met' if best <= 2 else 'NOT met'}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Browser tests of the built book: every page with a kernel-free scrubber shows a frame, scrubs and plays.
+
+Uses the built HTML in ``$TWI_BOOK_HTML``; without it, builds the book once per session at the smoke preset (slow).
+Serves it on 127.0.0.1 (random port) and drives Debian's ``/usr/bin/chromium`` through Playwright. Without Chromium the
+tests skip, unless ``TWI_REQUIRE_BROWSER=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCRUBBER = ".twi-scrubber"
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("TWI_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def _missing(reason: str):
+    if os.environ.get("TWI_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (TWI_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory) -> Path:
+    env_html = os.environ.get("TWI_BOOK_HTML")
+    if env_html:
+        html = Path(env_html)
+        if not (html / "index.html").exists():
+            pytest.fail(f"TWI_BOOK_HTML={env_html} holds no built book (index.html missing)")
+        return html
+    out = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "TWI_PRESET": "smoke", "MPLBACKEND": "Agg"}
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out)], env=env, capture_output=True,
+                          text=True, timeout=3600)
+    html = out / "_build" / "html"
+    if proc.returncode != 0 or not (html / "index.html").exists():
+        pytest.fail(f"book build failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return html
+
+
+@pytest.fixture(scope="session")
+def server(book_html):
+    handler = functools.partial(_QuietHandler, directory=str(book_html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = _chromium()
+    if path is None:
+        _missing("Chromium not found (install Debian's package: apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright for Python is not installed")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _scrubber_pages(book_html: Path) -> list[str]:
+    """Pages whose embedded widget state holds a scrubber (its CSS class appears in the page)."""
+    pages = []
+    for page in sorted(book_html.rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        if "twi-scrubber" in page.read_text(encoding="utf-8", errors="replace"):
+            pages.append(page.relative_to(book_html).as_posix())
+    return pages
+
+
+def _visible_frame_src(page, box) -> str | None:
+    """The pixels of the frame the scrubber shows, as a PNG data URL (image ``src`` values are blob URLs that change
+    whenever a frame's view is re-rendered, so pixels are what is compared)."""
+    return box.evaluate(
+        """(box) => {
+            const imgs = Array.from(box.querySelectorAll('img'));
+            const shown = imgs.filter(i => i.offsetParent !== null && i.getBoundingClientRect().width > 0
+                                           && i.complete && i.naturalWidth > 0);
+            if (!shown.length) return null;
+            const img = shown[0];
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth;
+            canvas.height = img.naturalHeight;
+            canvas.getContext('2d').drawImage(img, 0, 0);
+            return canvas.toDataURL('image/png');
+        }""")
+
+
+def test_book_has_scrubber_pages(book_html):
+    assert _scrubber_pages(book_html), "no page of the built book contains a scrubber"
+
+
+def test_scrubbers_show_scrub_and_play(book_html, server, browser):
+    pages = _scrubber_pages(book_html)
+    assert pages
+    for rel in pages:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors, outside = [], []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # The widget manager must come with the book (MathJax from its CDN is the theme's business, not checked here).
+        page.on("request", lambda req: outside.append(req.url) if req.url.startswith("http")
+                and not req.url.startswith(server) and ("widgets" in req.url or "require" in req.url) else None)
+        page.goto(f"{server}/{rel}", wait_until="load")
+        boxes = page.locator(SCRUBBER)
+        boxes.first.wait_for(state="visible", timeout=60000)
+        assert boxes.count() >= 1
+        for k in range(boxes.count()):
+            box = boxes.nth(k)
+            box.scroll_into_view_if_needed()
+            page.wait_for_function("(b) => Array.from(b.querySelectorAll('img')).some(i => i.offsetParent !== null "
+                                   "&& i.naturalWidth > 0)", arg=box.element_handle(), timeout=30000)
+            first = _visible_frame_src(page, box)
+            assert first and len(first) > 100, f"{rel}: no visible frame"
+            # Move the slider: keyboard on its handle (End jumps to the last frame).
+            handle = box.locator(".noUi-handle, .widget-slider .ui-slider-handle, input[type=range]").first
+            handle.focus()
+            page.keyboard.press("End")
+            page.wait_for_timeout(300)
+            last = _visible_frame_src(page, box)
+            assert last and last != first, f"{rel}: moving the slider did not change the displayed frame"
+            page.keyboard.press("Home")
+            page.wait_for_timeout(300)
+            assert _visible_frame_src(page, box) == first
+            # Play advances frames.
+            box.locator("button").first.click()
+            page.wait_for_timeout(1500)
+            played = _visible_frame_src(page, box)
+            assert played != first, f"{rel}: Play did not advance the frames"
+        assert not errors, f"{rel}: JavaScript errors: {errors}"
+        assert not outside, f"{rel}: the widget manager was requested from outside the book: {outside[:5]}"
+        page.close()
