@@ -1,0 +1,193 @@
+"""Chapter 2, Polygons: the NWM with the FFT readout, its hidden waves, its spectra, and its segmentations.
+
+The paper's proof of concept (its Figures 3 and 4): an NWM with the FFT readout segments white polygons (3 to 6 sides)
+on black by the number of sides. This module holds the chapter's scale table and the few calls its notebook makes; the
+training goes through :func:`twi_core.runs.obtain`, so the run is cached by configuration and chapter 5 reuses it
+(:func:`polygon_config` is the one definition both chapters ask for).
+
+Configuration at the ``book`` preset, and why (the page states it too): the paper runs T = 500 steps of Δt = 0.1
+(50 time units) and reads 250 Fourier bins. The cost of a training step grows with T (the recurrence and its adjoint)
+and with the number of bins (the head's first layer), so the CPU book uses T = 100 steps of Δt = 0.2: 20 time units,
+enough for a wave at the initial speed (about one pixel per time unit, the Laplacian coupling) to cross a polygon's
+radius of 15–20 pixels, with K = T // 2 + 1 = 51 bins. Δt = 0.2 keeps the symplectic-Euler step stable for natural
+frequencies ω up to 92 (Δt²(8 + ω) ≤ 4; :func:`twi_core.models.nwm.max_stable_dt`). The ``paper`` preset is the
+paper's configuration (:func:`twi_core.models.paper_config`: T = 500, Δt = 0.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from twi_core import presets
+from twi_core.analysis import spectra
+from twi_core.train import TrainConfig
+
+__all__ = ["TABLE", "DATASET", "SPECTRA_DATASET", "settings", "polygon_config", "train", "hidden_states",
+           "example", "validation_spectra", "segment", "describe"]
+
+#: Dataset the model is trained on (1–2 polygons per image) and the one-polygon set used for the wave figures.
+DATASET = "polygons"
+SPECTRA_DATASET = "polygons_single"
+
+#: The chapter's scales. ``steps``/``dt``: the NWM's time steps and step size; ``n_*``: images per split; ``epochs``,
+#: ``batch_size``: training; ``n_spectra``: validation images averaged for the class spectra; ``gif_stride``: keep every
+#: n-th step in the animations.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {"steps": 12, "dt": 0.2, "epochs": 1, "batch_size": 16, "n_train": 32, "n_val": 16, "n_test": 16,
+              "seed": 0, "n_spectra": 16, "gif_stride": 1, "n_segment": 3},
+    "book": {"steps": 100, "dt": 0.2, "epochs": 6, "batch_size": 16, "n_train": 800, "n_val": 200, "n_test": 200,
+             "seed": 0, "n_spectra": 200, "gif_stride": 2, "n_segment": 4},
+    "paper": {"steps": 500, "dt": 0.1, "epochs": 300, "batch_size": 64, "n_train": None, "n_val": None,
+              "n_test": None, "seed": 0, "n_spectra": 1000, "gif_stride": 5, "n_segment": 4},
+}
+
+
+def settings(preset: str | None = "book", **overrides: Any) -> presets.Settings:
+    """The chapter's settings at ``preset`` (``$TWI_PRESET`` replaces it), with ``None``-valued overrides ignored."""
+    return presets.resolve(TABLE, preset, **overrides)
+
+
+def polygon_config(preset: str | None = "book", *, save_epoch_checkpoints: bool = True, seed: int | None = None,
+                   **overrides: Any) -> TrainConfig:
+    """The training configuration of the chapter's NWM-FFT on Polygons at ``preset``.
+
+    Chapters 2 and 5 both call this (chapter 5 needs the per-epoch checkpoints, hence the default
+    ``save_epoch_checkpoints=True``), so they share one run in the store.
+
+    Parameters
+    ----------
+    preset : {"smoke", "book", "paper"}
+        Scale; ``$TWI_PRESET`` replaces it when set.
+    save_epoch_checkpoints : bool
+        Keep a checkpoint after every epoch (part of the run's key).
+    seed : int, optional
+        Defaults to the preset's seed.
+    **overrides
+        Keys of :data:`TABLE` (``None`` keeps the preset's value).
+
+    Examples
+    --------
+    >>> cfg = polygon_config("smoke")
+    >>> cfg.dataset, cfg.model["readout"], cfg.model["steps"], cfg.save_epoch_checkpoints
+    ('polygons', 'fft', 12, True)
+    """
+    from twi_core.models import paper_config
+
+    s = settings(preset, **overrides)
+    if not isinstance(save_epoch_checkpoints, bool):
+        raise TypeError(f"save_epoch_checkpoints must be a bool; got {save_epoch_checkpoints!r}")
+    model = dict(paper_config(DATASET, "nwm", "fft"))
+    model.update(steps=s.steps, dt=s.dt)
+    return TrainConfig(dataset=DATASET, model=model, seed=s.seed if seed is None else seed, epochs=s.epochs,
+                       batch_size=s.batch_size, n_train=s.n_train, n_val=s.n_val, n_test=s.n_test,
+                       save_epoch_checkpoints=save_epoch_checkpoints)
+
+
+def train(s: presets.Settings, *, store=None, progress: bool = True):
+    """The chapter's run (from the store when it exists, else trained and stored): a :class:`twi_core.runs.Run`.
+
+    Raises
+    ------
+    RuntimeError
+        If the run ended in an error (the message holds the recorded traceback's last line).
+    """
+    from twi_core import runs
+
+    config = polygon_config(s.preset, **{k: s[k] for k in TABLE[s.preset] if s[k] != TABLE[s.preset][k]})
+    run = runs.obtain(config, store=store, progress=progress,
+                      labels={"grid": "chapter2", "dataset": DATASET, "family": "nwm", "variant": "fft",
+                              "seed": config.seed, "preset": s.preset})
+    if run.status == runs.ERROR:
+        last = str(run.result.get("error", "")).strip().splitlines()
+        raise RuntimeError(f"the polygon run {run.path.name} failed: {last[0] if last else 'unknown error'}")
+    return run
+
+
+@torch.no_grad()
+def hidden_states(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 16):
+    """Predictions ``(B, H, W)`` and hidden sequences ``(B, T, C, H, W)`` of a recurrent model, in batches."""
+    model.eval()
+    preds, seqs = [], []
+    for start in range(0, len(images), batch_size):
+        logits, states = model(images[start:start + batch_size], return_states=True)
+        preds.append(logits.argmax(1))
+        seqs.append(states)
+    return torch.cat(preds), torch.cat(seqs)
+
+
+def example(model: torch.nn.Module, s: presets.Settings, *, index: int = 0, split: str = "test") -> dict[str, Any]:
+    """One polygon image through the model: image, mask, prediction, states and their Fourier magnitudes.
+
+    Returns
+    -------
+    dict with ``image (1, C_in, H, W)``, ``mask (1, H, W)``, ``prediction (1, H, W)``, ``states (1, T, C, H, W)``,
+    ``magnitudes (1, K, C, H, W)`` (numpy), ``frequencies (K,)`` (cycles per time unit), ``class_names``.
+    """
+    from twi_core import data
+
+    ds = data.load(SPECTRA_DATASET, split, n=max(index + 1, 1))
+    image, mask = ds.images[index:index + 1], ds.masks[index:index + 1]
+    prediction, states = hidden_states(model, image)
+    cfg = model.config
+    return {"image": image, "mask": mask, "prediction": prediction, "states": states,
+            "magnitudes": spectra.fourier_magnitudes(states),
+            "frequencies": spectra.bin_frequencies(cfg["steps"], dt=cfg["dt"]),
+            "class_names": list(ds.info.class_names)}
+
+
+def validation_spectra(model: torch.nn.Module, s: presets.Settings, *, batch_size: int = 16):
+    """Mean Fourier spectrum of each class over all validation pixels of that class (the paper's Figure 4, right).
+
+    Returns
+    -------
+    (ClassSpectra, frequencies, class_names, separability): ``separability`` is the accuracy of a nearest-class-mean
+    classifier on the spectra of the foreground pixels of the test images (class means from validation), i.e. how well
+    the spectra alone tell the polygon types apart, without the learned head.
+    """
+    from twi_core import data
+
+    val = data.load(DATASET, "val", n=s.n_spectra)
+    batches = [(val.images[i:i + batch_size], val.masks[i:i + batch_size]) for i in range(0, len(val.images),
+                                                                                          batch_size)]
+    cls = spectra.model_class_spectra(model, batches, num_classes=val.info.num_classes)
+    test = data.load(DATASET, "test", n=min(s.n_spectra, 64))
+    _, states = hidden_states(model, test.images, batch_size=batch_size)
+    separability = spectra.nearest_mean_accuracy(spectra.fourier_magnitudes(states), test.masks, cls.mean)
+    cfg = model.config
+    return cls, spectra.bin_frequencies(cfg["steps"], dt=cfg["dt"]), list(val.info.class_names), separability
+
+
+def segment(model: torch.nn.Module, s: presets.Settings, *, seed: int = 1):
+    """A few multi-polygon test images (1–2 polygons) with the model's per-pixel prediction.
+
+    Returns ``(images, masks, predictions, class_names)``.
+    """
+    from twi_core import data
+
+    test = data.load(DATASET, "test", n=s.n_test)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(test.images), generator=gen)[:s.n_segment]
+    images, masks = test.images[pick], test.masks[pick]
+    model.eval()
+    with torch.no_grad():
+        predictions = model(images).argmax(1)
+    return images, masks, predictions, list(test.info.class_names)
+
+
+def describe(run) -> dict[str, Any]:
+    """The numbers the page prints about a run: test and validation metrics, epochs, images seen, wall time, device."""
+    res = run.result
+    cfg = run.config
+    n_train = res.get("n_images", {}).get("train")
+    return {"test_fg_accuracy": run.metrics.get("test", {}).get("fg_accuracy", float("nan")),
+            "test_fg_iou": run.metrics.get("test", {}).get("fg_iou", float("nan")),
+            "test_pixel_accuracy": run.metrics.get("test", {}).get("pixel_accuracy", float("nan")),
+            "epochs": cfg.epochs, "best_epoch": res.get("best_epoch"), "n_train": n_train,
+            "images_seen": (n_train // cfg.batch_size) * cfg.batch_size * cfg.epochs if n_train else None,
+            "steps": cfg.model.get("steps"), "dt": cfg.model.get("dt"),
+            "bins": spectra.num_bins(int(cfg.model.get("steps"))),
+            "wall_time_min": res.get("wall_time_s", float("nan")) / 60, "device": res.get("device_name"),
+            "status": run.status, "data_source": res.get("data_source")}
+

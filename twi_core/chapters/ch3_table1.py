@@ -1,0 +1,339 @@
+"""Chapter 3, Tetrominoes & MNIST: the paper's Table 1 at the chapter's scale, its figures, and the CNN caveat.
+
+The notebook asks for a handful of configurations of Table 1 (:data:`TABLE` ``rows``), each through
+:func:`twi_core.runs.obtain`, so a rebuild loads them from the run store and a stored run of the same configuration
+(e.g. trained on a GPU) is used as is. The configurations come from :func:`twi_core.reproduce.train_config`, the same
+function the batch runner uses: at the ``paper`` preset they are exactly the runs of ``twi reproduce table1``.
+
+The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); that ReLU can die, leaving an
+"all background" network. :func:`cnn_bottleneck` measures it per run, so the page can state the dead-seed fraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from twi_core import presets
+from twi_core.analysis import spectra
+
+__all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
+           "claims", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "linear_projections", "predictions", "spectra_of"]
+
+FAMILY_TITLES = {"nwm": "NWM", "lstm": "Conv-LSTM", "cnn": "CNN", "unet": "U-Net"}
+
+_TABLE1_ROWS = [[d, f, v] for d in ("tetrominoes", "mnist") for f, vs in
+                (("cnn", [2, 4, 8, 16, 32]), ("lstm", ["last", "mean", "max", "fft", "linear"]),
+                 ("nwm", ["last", "mean", "max", "fft", "linear"])) for v in vs]
+
+#: The chapter's scales. ``rows``: ``[dataset, family, variant]`` trained live; ``seeds``: seeds per recurrent row;
+#: ``cnn_seeds``: seeds per CNN row (several, to measure how often the 2-channel ReLU dies); the rest are the run settings
+#: of :data:`twi_core.reproduce.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
+#: animated; ``gif_stride``: keep every n-th step in the NWM animations.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
+                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
+                       ["mnist", "nwm", "linear"]],
+              "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 16, "lr": 1e-3, "n_train": 32, "n_val": 16,
+              "n_test": 16, "steps": 8, "n_gallery": 2, "gif_stride": 1},
+    "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
+                      ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
+                      ["mnist", "nwm", "linear"]],
+             "seeds": 1, "cnn_seeds": 3, "epochs": 4, "batch_size": 16, "lr": 1e-3, "n_train": 1000, "n_val": 200,
+             "n_test": 200, "steps": None, "n_gallery": 4, "gif_stride": 2},
+    "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
+              "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1},
+}
+
+_RUN_KEYS = ("epochs", "batch_size", "lr", "n_train", "n_val", "n_test", "steps")
+
+
+def settings(preset: str | None = "book", **overrides: Any) -> presets.Settings:
+    """The chapter's settings at ``preset`` (``$TWI_PRESET`` replaces it), with ``None``-valued overrides ignored."""
+    return presets.resolve(TABLE, preset, **overrides)
+
+
+def _run_overrides(s: presets.Settings) -> dict[str, Any]:
+    """The chapter's run settings that differ from the batch runner's preset (:data:`twi_core.reproduce.RUN_PRESETS`)."""
+    from twi_core.reproduce import RUN_PRESETS
+
+    base = RUN_PRESETS[s.preset]
+    out = {}
+    for key in _RUN_KEYS:
+        if s[key] == base[key]:
+            continue
+        if s[key] is None:  # train_config reads None as "keep the runner's value", which would not be what we ask
+            raise ValueError(f"setting {key}=None (the paper's value) cannot override the batch runner's "
+                             f"{key}={base[key]!r} at preset {s.preset!r}; give a number")
+        out[key] = s[key]
+    return out
+
+
+def live_points(s: presets.Settings) -> list[dict[str, Any]]:
+    """Every run of the chapter at settings ``s``: dicts with ``dataset, family, variant, seed, config``.
+
+    The configurations are :func:`twi_core.reproduce.train_config`'s with the chapter's differences from the runner's
+    preset as overrides, so at the ``paper`` preset they are exactly those of ``twi reproduce table1``.
+    """
+    from twi_core.reproduce import train_config
+
+    overrides = _run_overrides(s)
+    points = []
+    for row in s.rows:
+        if len(row) != 3:
+            raise ValueError(f"rows entries must be [dataset, family, variant]; got {row!r}")
+        dataset, family, variant = row
+        n_seeds = s.cnn_seeds if family == "cnn" else s.seeds
+        for seed in range(n_seeds):
+            config = train_config(dataset, family, variant, seed=seed, preset=s.preset, **overrides)
+            points.append({"dataset": dataset, "family": family, "variant": str(variant), "seed": seed,
+                           "config": config})
+    return points
+
+
+@dataclass
+class LiveRuns:
+    """The chapter's runs: ``runs`` maps ``(dataset, family, variant, seed)`` to a :class:`twi_core.runs.Run`;
+    ``table`` has one row per run (labels, status, test metrics, parameters, wall time, data source)."""
+
+    runs: dict[tuple[str, str, str, int], Any]
+    table: pd.DataFrame
+
+    def run(self, dataset: str, family: str, variant: Any, seed: int = 0):
+        """One run by its labels; a KeyError lists the runs there are."""
+        key = (dataset, family, str(variant), seed)
+        if key not in self.runs:
+            raise KeyError(f"no live run {key}; there are {sorted(self.runs)}")
+        return self.runs[key]
+
+    def histories(self, dataset: str | None = None, *, seed: int = 0) -> dict[str, pd.DataFrame]:
+        """Learning curves ``{label: history}`` of the seed-``seed`` runs (of ``dataset`` if given)."""
+        out = {}
+        for (d, f, v, sd), run in self.runs.items():
+            if sd == seed and (dataset is None or d == dataset):
+                out[f"{d} {FAMILY_TITLES[f]} {v}"] = run.history
+        return out
+
+
+def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> LiveRuns:
+    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them."""
+    from twi_core import runs as runs_mod
+
+    runs, rows = {}, []
+    for p in live_points(s):
+        labels = {"grid": "chapter3", "dataset": p["dataset"], "family": p["family"], "variant": p["variant"],
+                  "seed": p["seed"], "preset": s.preset}
+        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels)
+        runs[(p["dataset"], p["family"], p["variant"], p["seed"])] = run
+        test = run.metrics.get("test", {})
+        res = run.result
+        rows.append({"dataset": p["dataset"], "family": p["family"], "variant": p["variant"], "seed": p["seed"],
+                     "status": run.status, **{m: test.get(m, float("nan")) for m in
+                                              ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy", "total_iou",
+                                               "pixel_loss")},
+                     "n_params": res.get("n_params"), "epochs": p["config"].epochs,
+                     "n_train": res.get("n_images", {}).get("train"), "best_epoch": res.get("best_epoch"),
+                     "wall_time_s": res.get("wall_time_s"), "device": res.get("device_name") or res.get("device"),
+                     "data_source": res.get("data_source"), "run": run.path.name})
+    return LiveRuns(runs, pd.DataFrame(rows))
+
+
+def _fmt(values: pd.Series, digits: int = 2) -> str:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    if len(v) == 1:
+        return f"{v.iloc[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "fg_loss")) -> pd.DataFrame:
+    """Our runs (mean ± std over seeds) beside the paper's Table 1 row, one row per configuration.
+
+    Parameters
+    ----------
+    table : :attr:`LiveRuns.table`.
+    """
+    from twi_core.reproduce import paper_table
+
+    paper = paper_table()
+    labels = {"fg_accuracy": "FG-Acc", "fg_iou": "FG-IoU", "fg_loss": "FG-Loss"}
+    out = []
+    for (dataset, family, variant), group in table.groupby(["dataset", "family", "variant"], sort=False):
+        ok = group[group["status"] == "complete"]
+        ref = paper[(paper["dataset"] == dataset) & (paper["family"] == family) & (paper["variant"] == variant)]
+        row = {"dataset": dataset, "model": FAMILY_TITLES.get(family, family),
+               "arch.": variant if family != "cnn" else f"L = {variant}", "params": int(group["n_params"].iloc[0])
+               if pd.notna(group["n_params"].iloc[0]) else None, "runs": len(ok)}
+        for m in metrics:
+            row[f"{labels.get(m, m)} (ours)"] = _fmt(ok[m], 2 if m != "fg_loss" else 2)
+            if len(ref):
+                mean, std = ref[f"paper_{m}_mean"].iloc[0], ref[f"paper_{m}_std"].iloc[0]
+                row[f"{labels.get(m, m)} (paper)"] = f"{mean:.2f} ± {std:.2f}"
+            else:
+                row[f"{labels.get(m, m)} (paper)"] = "–"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes") -> pd.DataFrame:
+    """What must hold at the chapter's scale, checked on the live runs (FG-IoU on the test split, mean over seeds).
+
+    Rows: the NWM-linear leaves the all-background collapse (FG-IoU > 0); it beats the CNNs of each depth run and
+    its own last-state readout. Columns: ``claim``, ``ours`` (the NWM-linear value), ``other``, ``holds``.
+    """
+    ok = table[(table["status"] == "complete") & (table["dataset"] == dataset)]
+
+    def mean(family, variant):
+        v = pd.to_numeric(ok[(ok["family"] == family) & (ok["variant"] == str(variant))]["fg_iou"], errors="coerce")
+        return float(v.mean()) if v.notna().any() else float("nan")
+
+    nwm = mean("nwm", "linear")
+    rows = [{"claim": "NWM-linear leaves the all-background collapse (FG-IoU > 0)", "ours": nwm, "other": 0.0,
+             "holds": bool(nwm > 0)}]
+    for family, variant in [("cnn", v) for v in sorted({int(v) for v in ok[ok["family"] == "cnn"]["variant"]})] + \
+            [("nwm", "last")]:
+        other = mean(family, variant)
+        if other == other:
+            name = f"CNN L = {variant}" if family == "cnn" else "NWM-last"
+            rows.append({"claim": f"NWM-linear beats {name} on FG-IoU", "ours": nwm, "other": other,
+                         "holds": bool(nwm > other)})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def cnn_bottleneck(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 32) -> float:
+    """Fraction of positive activations after the CNN's squeeze-to-2-channels ReLU, over ``images``.
+
+    0 means the ReLU is dead: the features, and hence the logits, are constant over the image and the network predicts
+    one class (background) everywhere, with no gradient to recover.
+    """
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not isinstance(encoder[-2], torch.nn.ReLU):
+        raise TypeError(f"model must be a twi_core CNN (encoder ending in ReLU, Conv1x1); got {type(model).__name__}")
+    model.eval()
+    positive, total = 0, 0
+    for start in range(0, len(images), batch_size):
+        act = encoder[:-1](images[start:start + batch_size])  # (B, C, H, W) after the last ReLU
+        positive += int((act > 0).sum())
+        total += act.numel()
+    return positive / total if total else float("nan")
+
+
+def cnn_dead_seeds(live: LiveRuns, *, n_images: int = 32) -> pd.DataFrame:
+    """Per CNN run: the bottleneck's alive fraction on validation images, whether it is dead, and its test FG-IoU."""
+    from twi_core import data
+
+    rows = []
+    cache: dict[str, torch.Tensor] = {}
+    for (dataset, family, variant, seed), run in live.runs.items():
+        if family != "cnn" or run.status != "complete":
+            continue
+        if dataset not in cache:
+            cache[dataset] = data.load(dataset, "val", n=n_images).images
+        alive = cnn_bottleneck(run.model(), cache[dataset])
+        rows.append({"dataset": dataset, "depth": int(variant), "seed": seed, "alive_fraction": alive,
+                     "dead": alive == 0.0, "test_fg_iou": run.metrics.get("test", {}).get("fg_iou", float("nan"))})
+    return pd.DataFrame(rows, columns=["dataset", "depth", "seed", "alive_fraction", "dead", "test_fg_iou"])
+
+
+def background_baseline(dataset: str, *, split: str = "test", n: int | None = None) -> dict[str, float]:
+    """Scores of the "all background" predictor on a split: pixel accuracy = background fraction, every IoU and
+    FG metric 0 (the red dashed line of the paper's Figures 11–12)."""
+    from twi_core import data
+
+    masks = data.load(dataset, split, n=n).masks
+    return {"pixel_accuracy": float((masks == 0).double().mean()), "total_iou": 0.0, "fg_accuracy": 0.0,
+            "fg_iou": 0.0}
+
+
+@torch.no_grad()
+def linear_projections(model: torch.nn.Module, states: torch.Tensor) -> torch.Tensor:
+    r"""The learned time projection of a recurrent model applied to its states: ``(B, K, C, H, W)``.
+
+    :math:`F_k(c, i, j) = \sum_t W^{time}_{k t}\, y_t(c, i, j)`: what the ``linear`` readout hands to the head (the
+    paper's Figure 5 calls these the linear projections; the authors' figure files call them "fft").
+    """
+    weight = getattr(getattr(model, "time_projection", None), "weight", None)
+    if weight is None:
+        raise TypeError(f"model has no time_projection; expected an NWM or Conv-LSTM, got {type(model).__name__}")
+    return torch.einsum("kt,btchw->bkchw", weight, states)  # (B, K, C, H, W)
+
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 16):
+    """Predicted labels ``(B, H, W)`` and, for recurrent models, the states ``(B, T, C, H, W)`` (else None)."""
+    model.eval()
+    preds, seqs = [], []
+    recurrent = hasattr(model, "time_projection")
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        if recurrent:
+            logits, states = model(x, return_states=True)
+            seqs.append(states)
+        else:
+            logits = model(x)
+        preds.append(logits.argmax(1))
+    return torch.cat(preds), (torch.cat(seqs) if seqs else None)
+
+
+def figure5_panels(models: Mapping[str, torch.nn.Module], images: torch.Tensor, *, sample: int = 0,
+                   channel: int = 1, n_panels: int = 10, crop=None) -> dict[str, tuple]:
+    """The paper's Figure 5 for one sample: per model, its states at ``n_panels`` evenly spaced steps and its linear
+    projections at ``n_panels`` evenly spaced bins, of one hidden channel.
+
+    Returns ``{row label: (images (n, H, W), titles, kind)}`` for :func:`twi_core.viz.states.comparison_panel`.
+    """
+    panels: dict[str, tuple] = {}
+    for name, model in models.items():
+        _, states = predictions(model, images[sample:sample + 1])
+        if states is None:
+            raise TypeError(f"model {name!r} is not recurrent; Figure 5 needs states")
+        t = states.shape[1]
+        channel_i = min(channel, states.shape[2] - 1)
+        times = np.unique(np.linspace(0, t - 1, min(n_panels, t)).round().astype(int))
+        proj = linear_projections(model, states)
+        k = proj.shape[1]
+        bins = np.unique(np.linspace(0, k - 1, min(n_panels, k)).round().astype(int))
+        st = states[0, times, channel_i].numpy()
+        pr = proj[0, bins, channel_i].numpy()
+        if crop is not None:
+            r0, r1, c0, c1 = crop
+            st, pr = st[:, r0:r1, c0:c1], pr[:, r0:r1, c0:c1]
+        panels[f"{name}\nstates"] = (st, [f"t = {i + 1}" for i in times], "state")
+        panels[f"{name}\nprojections"] = (pr, [f"k = {i}" for i in bins], "feature")
+    return panels
+
+
+def state_gallery(model: torch.nn.Module, images: torch.Tensor, *, samples, channel: int = 1,
+                  stride: int = 1) -> list[np.ndarray]:
+    """Hidden-state frames ``(T', H, W)`` of one channel for each of several samples (for GIFs and scrubbers)."""
+    from twi_core.viz.states import state_frames
+
+    idx = list(samples)
+    _, states = predictions(model, images[idx])
+    if states is None:
+        raise TypeError("state_gallery needs a recurrent model")
+    ch = min(channel, states.shape[2] - 1)
+    return [state_frames(states, sample=i, channel=ch, stride=stride) for i in range(len(idx))]
+
+
+def stored_full_scale(store=None) -> pd.DataFrame:
+    """Aggregated stored runs of Table 1 at the ``paper`` preset (full scale, e.g. from a GPU), with provenance;
+    empty when the store has none."""
+    from twi_core.reproduce import aggregate
+
+    table = aggregate(store)
+    if table.empty or "preset" not in table:
+        return table
+    return table[(table["preset"] == "paper") & table["dataset"].isin(["tetrominoes", "mnist"])].reset_index(drop=True)
+
+
+def spectra_of(states: torch.Tensor) -> np.ndarray:
+    """Fourier magnitudes ``(B, K, C, H, W)`` of hidden states (see :mod:`twi_core.analysis.spectra`)."""
+    return spectra.fourier_magnitudes(states)
