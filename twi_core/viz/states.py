@@ -6,7 +6,7 @@ Everything here draws; nothing trains or evaluates. Inputs follow the package la
 
 Conventions, after the authors' figures: hidden states in the diverging ``'bwr'`` colour map on a scale symmetric around
 zero and shared by all frames of one sequence; Fourier magnitudes and projections in ``'gray'`` (each panel scaled to
-itself); class masks in a fixed palette with black background. Functions return a :class:`matplotlib.figure.Figure`
+itself); class masks in the book's palette (:mod:`twi_core.viz.palette`), black background. Functions return a :class:`matplotlib.figure.Figure`
 made with ``pyplot`` (so notebooks show it inline); close it with ``plt.close(fig)`` when drawing many.
 """
 
@@ -18,19 +18,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from twi_core.viz.palette import class_palette
+
 __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "image_grid",
            "learning_curves", "bins_panel", "prediction_panel", "readout_bars", "state_frames", "symmetric_limits",
            "to_rgb_image"]
-
-#: The authors' 6-colour class palette (background black, then red, orange, yellow, green, blue), extended for more
-#: classes with the tab10 colours.
-_BASE_PALETTE = [(0, 0, 0), (228, 26, 28), (255, 127, 0), (255, 221, 51), (77, 175, 74), (55, 126, 184)]
-
 
 def _np(x, *, name: str, ndim: int | None = None) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -98,16 +94,11 @@ def symmetric_limits(values) -> tuple[float, float]:
 
 
 def class_colors(num_classes: int) -> np.ndarray:
-    """RGB colours ``(num_classes, 3)`` in [0, 1]: black background, then the authors' palette, then tab10/tab20."""
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    """RGB colours ``(num_classes, 3)`` in [0, 1] of the book's class palette (:mod:`twi_core.viz.palette`; black
+    background, the same colour for a label on every page)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
-    colors = [tuple(v / 255 for v in rgb) for rgb in _BASE_PALETTE]
-    extra = list(plt.get_cmap("tab20").colors)
-    i = 0
-    while len(colors) < num_classes:
-        colors.append(tuple(extra[i % len(extra)]))
-        i += 1
-    return np.asarray(colors[:num_classes], dtype=np.float64)
+    return class_palette(int(num_classes)).astype(np.float64) / 255.0
 
 
 def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
