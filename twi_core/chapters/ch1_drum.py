@@ -16,7 +16,7 @@ import pandas as pd
 from twi_core import drum
 from twi_core.presets import Settings, resolve
 
-__all__ = ["PRESETS", "settings", "square_experiment", "plot_squares", "area_table", "isospectral_experiment",
+__all__ = ["PRESETS", "settings", "styled", "square_experiment", "plot_squares", "area_table", "isospectral_experiment",
            "plot_isospectral", "disk_experiment", "animation_frames", "IsospectralResult", "DiskResult"]
 
 #: Scale-dependent settings of chapter 1. ``book`` and ``paper`` run the paper's 40,000 steps.
@@ -52,6 +52,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 def settings(preset: str | None = None, **overrides: Any) -> Settings:
     """Resolve the chapter's settings (``$TWI_PRESET`` replaces ``preset``; ``None`` overrides are ignored)."""
     return resolve(PRESETS, preset, **overrides)
+
+
+def styled(table: pd.DataFrame, formats: dict[str, str]):
+    """A table for the page: no index, per-column number formats, padded right-aligned cells."""
+    return (table.style.hide(axis="index").format(formats)
+            .set_table_styles([{"selector": "td, th", "props": "padding: 2px 12px; text-align: right;"}]))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
