@@ -188,3 +188,24 @@ def test_bad_arguments(kwargs, match):
 def test_square_mask_rejects_bad_side():
     with pytest.raises(ValueError, match="side must be an integer >= 2; got 1"):
         drum.square_mask(1)
+
+
+# --- chapter 1 orchestration ------------------------------------------------------------------------------------------------
+
+def test_chapter_presets_resolve_and_book_runs_the_paper_steps():
+    from twi_core.chapters import ch1_drum
+    book = ch1_drum.settings("book", env=False)
+    smoke = ch1_drum.settings("smoke", env=False)
+    assert book.steps == 40000 and list(book.sides) == list(range(13, 22))
+    assert smoke.steps < book.steps
+    with pytest.raises(ValueError, match="unknown setting"):
+        ch1_drum.settings("smoke", stepz=3)
+
+
+def test_chapter_animation_frames_mark_outside_as_nan():
+    from twi_core.chapters import ch1_drum
+    frames, titles = ch1_drum.animation_frames(ch1_drum.settings("smoke", env=False), shape="square")
+    assert frames.ndim == 3 and len(titles) == frames.shape[0]
+    assert np.isnan(frames[0, 0, 0]) and np.isfinite(frames[0, frames.shape[1] // 2, frames.shape[2] // 2])
+    with pytest.raises(ValueError, match=r"unknown shape 'hexagon'; expected one of \['gww', 'square'\]"):
+        ch1_drum.animation_frames(ch1_drum.settings("smoke", env=False), shape="hexagon")

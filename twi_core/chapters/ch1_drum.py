@@ -49,9 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def settings(preset: str | None = None, **overrides: Any) -> Settings:
+def settings(preset: str | None = None, *, env: bool = True, **overrides: Any) -> Settings:
     """Resolve the chapter's settings (``$TWI_PRESET`` replaces ``preset``; ``None`` overrides are ignored)."""
-    return resolve(PRESETS, preset, **overrides)
+    return resolve(PRESETS, preset, env=env, **overrides)
 
 
 def styled(table: pd.DataFrame, formats: dict[str, str]):
