@@ -75,8 +75,7 @@ def test_compiled_kernel_functions(readout, monkeypatch):
 
     Compiling itself takes tens of seconds on a 2-core CPU, so the benchmark checks the compiled run's equality.
     """
-    kernels = engine._Kernels(engine._make_step(engine._coupling_shift), engine._make_adjoint(engine._coupling_shift),
-                              "shift, uncompiled")
+    kernels = engine._shift_kernels()
     monkeypatch.setattr(engine, "_compiled_kernels", lambda device, channels: kernels)
     _compare(readout, segment=5, compile=True)
 

@@ -149,15 +149,58 @@ def _make_adjoint(coupling: Callable) -> Callable:
     return adjoint
 
 
+def _into(step: Callable, adjoint: Callable) -> tuple[Callable, Callable]:
+    """Wrap functional kernels to write into preallocated slots (compiled kernels fuse the writes)."""
+
+    def step_into(y, z, omega, alpha, weight, dt: float, y_out, z_out, s_out):
+        y_next, z_next, s = step(y, z, omega, alpha, weight, dt)
+        y_out.copy_(y_next)
+        z_out.copy_(z_next)
+        s_out.copy_(s)
+
+    def adjoint_into(gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt: float, u_out):
+        gy_prev, gz_prev, u, g_om, g_al = adjoint(gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt)
+        u_out.copy_(u)
+        g_omega.copy_(g_om)
+        g_alpha.copy_(g_al)
+        return gy_prev, gz_prev
+
+    return step_into, adjoint_into
+
+
+def _eager_step_into(y, z, omega, alpha, weight, dt: float, y_out, z_out, s_out):
+    # The step of dynamics.nwm_step, written with out= and in-place ops: no temporaries beyond the convolution's.
+    torch.tanh(_coupling_conv(y, weight), out=s_out)
+    bracket = torch.addcmul(s_out, omega, y, value=-1.0).addcmul_(alpha, z, value=-1.0)  # s - ω y - α z
+    torch.add(z, bracket, alpha=dt, out=z_out)
+    torch.add(y, z_out, alpha=dt, out=y_out)
+
+
+def _eager_adjoint_into(gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt: float, u_out):
+    gz_prev = torch.add(gz, gy, alpha=dt)  # gz + dt*gy: the total gradient reaching z_{t+1}
+    v = gz_prev * dt  # reaching the bracket
+    torch.mul(s, s, out=u_out).neg_().add_(1.0).mul_(v)  # u = v (1 - s²), through tanh
+    gy_prev = _coupling_conv(u_out, weight_t).add_(gy).addcmul_(omega, v, value=-1.0)
+    gz_prev.addcmul_(alpha, v, value=-1.0)
+    g_omega.addcmul_(v, y, value=-1.0)
+    g_alpha.addcmul_(v, z, value=-1.0)
+    return gy_prev, gz_prev
+
+
 @dataclass(frozen=True)
 class _Kernels:
-    step: Callable
-    adjoint: Callable
+    step_into: Callable  # (y, z, omega, alpha, weight, dt, y_out, z_out, s_out) -> None
+    adjoint_into: Callable  # (gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt, u_out) -> (gy, gz)
     name: str
 
 
-_EAGER = _Kernels(_make_step(_coupling_conv), _make_adjoint(_coupling_conv), "eager")
+_EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager")
 _COMPILED: dict[tuple, _Kernels] = {}
+
+
+def _shift_kernels() -> _Kernels:
+    """The functional kernels with the shifted-add coupling (what the compiled path compiles), not compiled."""
+    return _Kernels(*_into(_make_step(_coupling_shift), _make_adjoint(_coupling_shift)), "shift")
 
 
 def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
@@ -165,9 +208,10 @@ def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
     mode = "reduce-overhead" if device.type == "cuda" else None
     key = (device.type, coupling.__name__, mode)
     if key not in _COMPILED:
+        step_into, adjoint_into = _into(_make_step(coupling), _make_adjoint(coupling))
         _COMPILED[key] = _Kernels(
-            torch.compile(_make_step(coupling), dynamic=False, mode=mode),
-            torch.compile(_make_adjoint(coupling), dynamic=False, mode=mode),
+            torch.compile(step_into, dynamic=False, mode=mode),
+            torch.compile(adjoint_into, dynamic=False, mode=mode),
             f"compiled({coupling.__name__}, mode={mode})",
         )
     return _COMPILED[key]
@@ -203,81 +247,78 @@ def _segments(steps: int, segment: int) -> list[tuple[int, int]]:
     return [(a, min(a + segment, steps)) for a in range(0, steps, segment)]
 
 
-def _run(spec: _Spec, y, z, omega, alpha, weight, start: int, stop: int, keep: bool):
-    """Steps ``start+1 .. stop`` from (y_start, z_start): outputs (y_{start+1..stop}) and, if keep, pre-step (y, z, s)."""
-    ys, pre_y, pre_z, pre_s = [], [], [], []
-    for _ in range(start, stop):
-        y_next, z_next, s = spec.kernels.step(y, z, omega, alpha, weight, spec.dt)
-        if keep:
-            pre_y.append(y)
-            pre_z.append(z)
-            pre_s.append(s)
-        ys.append(y_next)
-        y, z = y_next, z_next
-    return y, z, ys, pre_y, pre_z, pre_s
+def _run(spec: _Spec, ybuf, zbuf, sbuf, omega, alpha, weight, n: int) -> None:
+    """n steps from slot 0 of the buffers: ybuf/zbuf (n+1, B, C, H, W) get states 0..n, sbuf (n, ...) the couplings."""
+    for i in range(n):
+        spec.kernels.step_into(ybuf[i], zbuf[i], omega, alpha, weight, spec.dt, ybuf[i + 1], zbuf[i + 1], sbuf[i])
 
 
 class _Rollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y0, omega, alpha, weight, projection, spec: _Spec):
-        steps, mode = spec.steps, spec.mode
-        y, z = y0, torch.zeros_like(y0)
-        whole = spec.segment >= steps
-        boundary_y, boundary_z = [], []
-        acc = arg = None
-        outs_all, pre_y_all, pre_z_all, pre_s_all = [], [], [], []
-        for start, stop in _segments(steps, spec.segment):
-            if not whole:
-                boundary_y.append(y)
-                boundary_z.append(z)
-            y, z, ys, pre_y, pre_z, pre_s = _run(spec, y, z, omega, alpha, weight, start, stop, keep=whole)
-            if whole:
-                pre_y_all += pre_y
-                pre_z_all += pre_z
-                pre_s_all += pre_s
-            if mode == "sequence":
-                outs_all += ys
-            elif mode == "mean":
-                part = torch.stack(ys).sum(0)  # (B, C, H, W)
-                acc = part if acc is None else acc + part
-            elif mode == "max":
-                for t, y_t in enumerate(ys, start=start):
-                    if acc is None:
-                        acc, arg = y_t.clone(), torch.zeros_like(y_t, dtype=torch.int16)
-                    else:
-                        newer = y_t > acc  # strict: the first maximum wins, as torch.max(dim) does
-                        acc = torch.where(newer, y_t, acc)
-                        arg.masked_fill_(newer, t)
-            elif mode == "project":
-                stack = torch.stack(ys).reshape(stop - start, -1)  # (S, B*C*H*W)
-                part = projection[:, start:stop] @ stack  # (P, B*C*H*W)
-                acc = part if acc is None else acc.add_(part)
+        steps, mode, seg = spec.steps, spec.mode, spec.segment
+        whole = seg >= steps
+        shape = tuple(y0.shape)
+        ybuf = y0.new_empty((seg + 1, *shape))  # states y_start .. y_stop of the current segment
+        zbuf = y0.new_empty((seg + 1, *shape))
+        sbuf = y0.new_empty((seg, *shape))  # tanh(coupling) before each step (reused by the adjoint)
+        bounds = _segments(steps, seg)
+        by = y0.new_empty((len(bounds), *shape)) if not whole else None  # checkpoints at segment starts
+        bz = y0.new_empty((len(bounds), *shape)) if not whole else None
+        ybuf[0].copy_(y0)
+        zbuf[0].zero_()
+        out = acc = arg = None
         if mode == "sequence":
-            out = torch.stack(outs_all, dim=1)  # (B, T, C, H, W)
-        elif mode == "last":
-            out = y
+            out = y0.new_empty((shape[0], steps, *shape[1:]))  # (B, T, C, H, W)
+        for k, (start, stop) in enumerate(bounds):
+            n = stop - start
+            if k > 0:  # carry the last state of the previous segment into slot 0
+                ybuf[0].copy_(ybuf[seg])
+                zbuf[0].copy_(zbuf[seg])
+            if not whole:
+                by[k].copy_(ybuf[0])
+                bz[k].copy_(zbuf[0])
+            _run(spec, ybuf, zbuf, sbuf, omega, alpha, weight, n)
+            ys = ybuf[1:n + 1]  # (n, B, C, H, W): y_{start+1} .. y_stop
+            if mode == "sequence":
+                out[:, start:stop].copy_(ys.transpose(0, 1))
+            elif mode == "mean":
+                part = ys.sum(0)
+                acc = part if acc is None else acc.add_(part)
+            elif mode == "max":
+                values, index = ys.max(dim=0)  # first maximum within the segment
+                if acc is None:
+                    acc, arg = values, index.add_(start)
+                else:
+                    newer = values > acc  # strict: an earlier maximum wins, as torch.max(dim) does
+                    acc = torch.where(newer, values, acc)
+                    arg = torch.where(newer, index + start, arg)
+            elif mode == "project":
+                part = projection[:, start:stop] @ ys.reshape(n, -1)  # (P, B*C*H*W)
+                acc = part if acc is None else acc.add_(part)
+        n_last = bounds[-1][1] - bounds[-1][0]
+        if mode == "last":
+            out = ybuf[n_last].clone()
         elif mode == "mean":
             out = acc / steps
         elif mode == "max":
             out = acc
-        else:
-            out = acc.reshape(projection.shape[0], *y0.shape)  # (P, B, C, H, W)
+        elif mode == "project":
+            out = acc.reshape(projection.shape[0], *shape)  # (P, B, C, H, W)
         ctx.spec = spec
-        if whole:
-            saved = (torch.stack(pre_y_all), torch.stack(pre_z_all), torch.stack(pre_s_all), y)
-        else:
-            saved = (torch.stack(boundary_y), torch.stack(boundary_z))
+        ctx.whole = whole
+        saved = (ybuf, zbuf, sbuf) if whole else (by, bz)
         extra = (arg,) if mode == "max" else ()
         ctx.save_for_backward(omega, alpha, weight, projection, *extra, *saved)
-        ctx.whole = whole
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         spec = ctx.spec
-        steps, mode, dt = spec.steps, spec.mode, spec.dt
+        steps, mode, dt, seg = spec.steps, spec.mode, spec.dt, spec.segment
         omega, alpha, weight, projection, *rest = ctx.saved_tensors
         arg = rest.pop(0) if mode == "max" else None
+        shape = tuple(omega.shape)
         weight_t = _transpose_kernel(weight).contiguous()
         gy = torch.zeros_like(omega)
         gz = torch.zeros_like(omega)
@@ -285,50 +326,45 @@ class _Rollout(torch.autograd.Function):
         g_alpha = torch.zeros_like(alpha)
         g_weight = torch.zeros_like(weight)
         g_proj = torch.zeros_like(projection) if ctx.needs_input_grad[4] and mode == "project" else None
-        if mode == "project":
-            g_flat = grad_out.reshape(projection.shape[0], -1)  # (P, B*C*H*W)
-        elif mode == "mean":
-            g_mean = grad_out / steps
-        for start, stop in reversed(_segments(steps, spec.segment)):
-            if ctx.whole:
-                pre_y, pre_z, pre_s, y_last = rest
-                outs = [pre_y[t + 1] for t in range(start, stop - 1)] + [y_last]
-                pre = (pre_y, pre_z, pre_s)
-                offset = 0
-            else:
-                by, bz = rest
-                k = start // spec.segment
-                with torch.no_grad():
-                    _, _, outs, py, pz, ps = _run(spec, by[k], bz[k], omega, alpha, weight, start, stop, keep=True)
-                pre = (py, pz, ps)
-                offset = start
+        g_flat = grad_out.reshape(projection.shape[0], -1) if mode == "project" else None  # (P, B*C*H*W)
+        g_mean = grad_out / steps if mode == "mean" else None
+        if ctx.whole:
+            ybuf, zbuf, sbuf = rest
+        else:
+            by, bz = rest
+            ybuf = omega.new_empty((seg + 1, *shape))
+            zbuf = omega.new_empty((seg + 1, *shape))
+            sbuf = omega.new_empty((seg, *shape))
+        ubuf = omega.new_empty((seg, *shape))  # v (1 - s²) of each step, for the coupling's weight gradient
+        bounds = _segments(steps, seg)
+        for k in range(len(bounds) - 1, -1, -1):
+            start, stop = bounds[k]
+            n = stop - start
+            if not ctx.whole:  # recompute this segment from its checkpoint
+                ybuf[0].copy_(by[k])
+                zbuf[0].copy_(bz[k])
+                _run(spec, ybuf, zbuf, sbuf, omega, alpha, weight, n)
             g_seq = None
             if mode == "project":
-                stack = torch.stack(outs).reshape(stop - start, -1)  # (S, B*C*H*W)
-                g_seq = (projection[:, start:stop].t() @ g_flat).reshape(stop - start, *omega.shape)  # (S, B, C, H, W)
+                g_seq = (projection[:, start:stop].t() @ g_flat).reshape(n, *shape)  # (n, B, C, H, W)
                 if g_proj is not None:
-                    g_proj[:, start:stop] = g_flat @ stack.t()
-            us = []
-            for t in range(stop - 1, start - 1, -1):  # step t maps state t to state t+1 and emits y_{t+1}
+                    g_proj[:, start:stop] = g_flat @ ybuf[1:n + 1].reshape(n, -1).t()
+            for i in range(n - 1, -1, -1):  # local step i maps state i to state i+1 and emits y_{start+i+1}
+                t = start + i
                 if mode == "sequence":
                     gy = gy + grad_out[:, t]
                 elif mode == "project":
-                    gy = gy + g_seq[t - start]
+                    gy = gy + g_seq[i]
                 elif mode == "mean":
                     gy = gy + g_mean
                 elif mode == "max":
                     gy = gy + grad_out * (arg == t)
                 elif mode == "last" and t == steps - 1:
                     gy = gy + grad_out
-                i = t - offset
-                gy, gz, u, g_omega, g_alpha = spec.kernels.adjoint(
-                    gy, gz, pre[0][i], pre[1][i], pre[2][i], omega, alpha, weight_t, g_omega, g_alpha, dt
+                gy, gz = spec.kernels.adjoint_into(
+                    gy, gz, ybuf[i], zbuf[i], sbuf[i], omega, alpha, weight_t, g_omega, g_alpha, dt, ubuf[i]
                 )
-                us.append(u)
-            us.reverse()
-            ys = pre[0][start - offset:stop - offset]
-            ys = torch.stack(list(ys)) if isinstance(ys, list) else ys
-            g_weight += _weight_grad(torch.stack(us).flatten(0, 1), ys.flatten(0, 1), weight)
+            g_weight += _weight_grad(ubuf[:n].flatten(0, 1), ybuf[:n].flatten(0, 1), weight)
         return gy, g_omega, g_alpha, g_weight, g_proj, None
 
 
