@@ -146,6 +146,25 @@ def test_paper_config_values():
     assert paper_config("tetrominoes", "cnn", 16)["depth"] == 16
 
 
+def test_cnn_squeeze_activation_option():
+    torch.manual_seed(0)
+    authors = small("cnn")
+    assert isinstance(authors.encoder[-2], nn.ReLU)
+    repaired = build(**{**authors.config, "squeeze_activation": "none"})
+    assert isinstance(repaired.encoder[-2], nn.Identity)
+    assert count_parameters(repaired) == count_parameters(authors)
+    repaired.load_state_dict(authors.state_dict())
+    with torch.no_grad():  # a dead squeeze: large negative bias kills the authors' ReLU, not the repaired path
+        for model in (authors, repaired):
+            model.encoder[-3].bias.fill_(-1e3)
+    x = batch()
+    with torch.no_grad():
+        assert float(authors(x).std(dim=(2, 3)).max()) == 0.0  # constant logits over the image
+        assert float(repaired(x).std(dim=(2, 3)).max()) > 0.0
+    with pytest.raises(ValueError, match=r"unknown squeeze_activation 'gelu'; expected one of \['none', 'relu'\]"):
+        build("cnn", **SMALL, squeeze_activation="gelu")
+
+
 # ------------------------------------------------------------------------------------------------------------ engine
 def test_fast_engine_seam(monkeypatch):
     """engine='fast' calls twi_core.models.engine.nwm_rollout when it exists; 'plain' never does."""

@@ -5,7 +5,9 @@ then the per-pixel MLP 98 → 256 → 256 → 256 → n. The 1×1 expansion to 9
 recurrent models' temporal features (the authors compute it as ``int((T − min_iters)/2) − 1 = 49`` bins per channel).
 
 The ReLU after the squeeze to C = 2 channels is the authors' design; it can die (all-zero features, an all-background
-prediction), which is the likely cause of the large seed-to-seed variance of the deep CNNs in Table 1.
+prediction), which is the likely cause of the large seed-to-seed variance of the deep CNNs in Table 1. The option
+``squeeze_activation='none'`` builds a repaired variant without that ReLU (an extra, not the paper's baseline; same
+parameter count).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from twi_core.models._common import check_input, check_positive_int, config_dict, conv_stack
+from twi_core.models._common import check_choice, check_input, check_positive_int, config_dict, conv_stack
 from twi_core.models.readouts import PixelMLP, check_head
 
-__all__ = ["CNN", "CNNConfig", "receptive_field"]
+__all__ = ["CNN", "CNNConfig", "SQUEEZE_ACTIVATIONS", "receptive_field"]
+
+#: Activation after the squeeze to C channels: the authors' ReLU, or none (the repaired extra).
+SQUEEZE_ACTIVATIONS = ("none", "relu")
 
 
 def receptive_field(depth: int) -> int:
@@ -43,12 +48,14 @@ class CNNConfig:
     hidden_channels: int = 2  # C, the squeeze before the 1×1 expansion
     expanded_channels: int = 98  # channels after the 1×1 expansion (the head's input)
     head: str = "default"  # per-pixel MLP, a key of HEADS
+    squeeze_activation: str = "relu"  # after the squeeze to C channels: 'relu' (the authors') or 'none' (repaired)
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "image_size", "mid_channels", "hidden_channels", "expanded_channels"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("depth", self.depth, minimum=2)
         check_head(self.head)
+        check_choice("squeeze_activation", self.squeeze_activation, SQUEEZE_ACTIVATIONS)
 
 
 class CNN(nn.Module):
@@ -66,7 +73,8 @@ class CNN(nn.Module):
         cfg = CNNConfig(**config)
         self.settings = cfg
         self.config = config_dict("cnn", cfg)
-        stack = conv_stack(cfg.in_channels, cfg.mid_channels, cfg.hidden_channels, layers=cfg.depth, activation=nn.ReLU())
+        squeeze = nn.ReLU() if cfg.squeeze_activation == "relu" else nn.Identity()  # same indices, same state-dict keys
+        stack = conv_stack(cfg.in_channels, cfg.mid_channels, cfg.hidden_channels, layers=cfg.depth, activation=squeeze)
         self.encoder = nn.Sequential(*stack, nn.Conv2d(cfg.hidden_channels, cfg.expanded_channels, 1))
         self.head = PixelMLP(cfg.expanded_channels, check_head(cfg.head), cfg.num_classes)
 
