@@ -57,7 +57,7 @@ def settings(preset: str | None = None, *, env: bool = True, **overrides: Any) -
 def styled(table: pd.DataFrame, formats: dict[str, str]):
     """A table for the page: no index, per-column number formats, padded right-aligned cells."""
     return (table.style.hide(axis="index").format(formats)
-            .set_table_styles([{"selector": "td, th", "props": "padding: 2px 12px; text-align: right;"}]))
+            .set_table_styles([{"selector": "td, th", "props": "padding: 2px 8px; text-align: right; white-space: nowrap;"}]))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def plot_isospectral(res: IsospectralResult, cfg: Settings) -> plt.Figure:
     ax = fig.add_subplot(grid[0, 3])
     n = cfg.iso_sim_resolution
     f_driscoll = drum.leapfrog_frequency(drum.driscoll_eigenvalues(cfg.n_modes) / (n * n), cfg.iso_sim_dt)
-    sel = res.freqs <= f_driscoll[-1] * 1.08
+    sel = (res.freqs >= f_driscoll[0] * 0.8) & (res.freqs <= f_driscoll[-1] * 1.08)
     for k, ls in ((0, "-"), (1, "--")):
         ax.semilogy(res.freqs[sel], res.spectra[k][sel] / res.spectra[k][sel].max(), ls, lw=1,
                     label=f"drum {k + 1} (simulated)")
