@@ -17,6 +17,8 @@ readout     features per pixel and channel                                      
 
 with :math:`K` = :func:`num_frequency_bins` ``(T) = T // 2 + 1`` (DC and Nyquist included, as in the authors' code; the
 paper's text says T/2). Features are ordered frequency-major, index ``k * C + c``, as the authors' checkpoints expect.
+The ``fft`` features are the magnitudes of the real FFT (``torch.fft.rfft``, no normalisation), as in the authors' code;
+the paper's appendix speaks of "the real component of the discrete Fourier transform", which we read as the real FFT.
 """
 
 from __future__ import annotations
