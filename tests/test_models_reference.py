@@ -10,7 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twi_core.models import REFERENCE_COUNTS, build, count_parameters, load_reference_checkpoint, paper_config
+from twi_core.models import (
+    REFERENCE_COUNTS,
+    build,
+    count_parameters,
+    from_reference_config,
+    load_reference_checkpoint,
+    paper_config,
+)
 from twi_core.models.dynamics import conv_lstm_rollout, nwm_rollout_plain
 from twi_core.models.reference_counts import REFERENCE_COMPONENTS
 
@@ -451,3 +458,37 @@ def test_load_rejects_wrong_shapes_and_keys():
         load_reference_checkpoint(build(**paper_config("tetrominoes", "nwm", "linear")), partial)
     with pytest.raises(TypeError, match="twi_core.models.build"):
         load_reference_checkpoint(torch.nn.Linear(2, 2), sd)
+
+
+# ------------------------------------------------------------------------------------------ the authors' run configs
+def _authors_config(dataset, family, variant):
+    """The authors' config.yaml values for a paper row (reference notes §0.5 and §7)."""
+    model_type = {"nwm": "cornn_model2", "lstm": "conv_recurrent2", "cnn": "baseline1_flexible", "unet": "unet2"}[family]
+    ds = {"tetrominoes": ("new_tetronimoes", 64, 6), "mnist": ("mnist", 56, 11), "multi_mnist": ("multi_mnist", 128, 11)}
+    key, n, classes = ds[dataset]
+    cfg = {"model_type": model_type, "dataset": key, "N": n, "num_classes": classes, "c_mid": 16, "hidden_channels": 2,
+           "max_iters": 20 if family == "lstm" else 100, "min_iters": 0, "dt": 0.1, "num_layers": 16, "cell_type": "lstm"}
+    if family in ("nwm", "lstm"):
+        names = {"mean": "mean_time", "max": "max_time"}
+        cfg["readout_type"] = "linear_smaller4" if dataset == "multi_mnist" else names.get(variant, variant)
+        if dataset == "multi_mnist":
+            cfg["hidden_channels"] = 16
+    elif family == "cnn":
+        cfg.update(num_layers=variant, readout_type="linear")
+    else:
+        cfg.update(c_mid=variant, readout_type="linear")
+    return cfg
+
+
+@pytest.mark.parametrize("row", sorted(REFERENCE_COUNTS, key=str), ids=str)
+def test_from_reference_config_gives_the_paper_config(row):
+    assert from_reference_config(_authors_config(*row)) == paper_config(*row)
+
+
+def test_from_reference_config_errors():
+    with pytest.raises(ValueError, match="unknown model_type 'cornn_model3'"):
+        from_reference_config({"model_type": "cornn_model3"})
+    with pytest.raises(ValueError, match="unknown readout_type 'conv4'"):
+        from_reference_config({"model_type": "cornn_model2"})  # the authors' default config.yaml
+    with pytest.raises(ValueError, match="cell_type 'gru'"):
+        from_reference_config({"model_type": "conv_recurrent2", "readout_type": "fft", "cell_type": "gru"})

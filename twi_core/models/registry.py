@@ -20,6 +20,7 @@ __all__ = [
     "PAPER_VARIANTS",
     "build",
     "count_parameters",
+    "from_reference_config",
     "load_reference_checkpoint",
     "paper_config",
     "paper_rows",
@@ -177,6 +178,61 @@ def count_parameters(model: nn.Module) -> int:
     Counts every parameter, as the authors do, including the time projection that non-linear readouts never train.
     """
     return sum(p.numel() for p in model.parameters())
+
+
+# The authors' names (config.yaml) -> ours.
+_REFERENCE_MODELS = {"cornn_model2": "nwm", "conv_recurrent2": "lstm", "baseline1_flexible": "cnn", "unet2": "unet"}
+_REFERENCE_READOUTS = {  # readout_type -> (readout, head)
+    "last": ("last", "default"), "mean_time": ("mean", "default"), "max_time": ("max", "default"),
+    "fft": ("fft", "default"), "linear": ("linear", "default"), "linear_smaller4": ("linear", "small"),
+}
+_REFERENCE_DATASETS = {"new_tetronimoes": "tetrominoes", "mnist": "mnist", "multi_mnist": "multi_mnist"}
+
+
+def from_reference_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``build`` kwargs for a run configured with the authors' ``config.yaml`` keys (to load its ``cp.pt``).
+
+    Reads ``model_type``, ``dataset``, ``readout_type``, ``hidden_channels``, ``c_mid``, ``max_iters``, ``dt``,
+    ``num_classes``, ``N`` and ``num_layers`` (CNN) as the authors' ``make_model`` does; ``min_iters``, ``rnn_kernel``
+    and the other unused keys are ignored. Missing keys take the authors' defaults.
+
+    Examples
+    --------
+    >>> kwargs = from_reference_config({"model_type": "cornn_model2", "dataset": "multi_mnist", "N": 128,
+    ...     "num_classes": 11, "c_mid": 16, "hidden_channels": 16, "readout_type": "linear_smaller4"})
+    >>> kwargs == paper_config("multi_mnist", "nwm", "linear")
+    True
+    """
+    defaults = {"model_type": "cornn_model2", "readout_type": "conv4", "dataset": "new_tetronimoes", "N": 64,
+                "num_classes": 6, "c_mid": 11, "hidden_channels": 11, "max_iters": 100, "dt": 0.1, "num_layers": 16,
+                "cell_type": "lstm"}
+    cfg = {**defaults, **dict(config)}
+    if cfg["model_type"] not in _REFERENCE_MODELS:
+        raise ValueError(f"unknown model_type {cfg['model_type']!r}; expected one of {sorted(_REFERENCE_MODELS)}")
+    if cfg["dataset"] not in _REFERENCE_DATASETS:
+        raise ValueError(f"unknown dataset {cfg['dataset']!r}; expected one of {sorted(_REFERENCE_DATASETS)}")
+    name = _REFERENCE_MODELS[cfg["model_type"]]
+    dataset = DATASETS[_REFERENCE_DATASETS[cfg["dataset"]]]
+    kwargs: dict[str, Any] = {"name": name, "in_channels": dataset["in_channels"], "num_classes": cfg["num_classes"],
+                              "image_size": cfg["N"]}
+    if name in ("nwm", "lstm"):
+        if cfg["readout_type"] not in _REFERENCE_READOUTS:
+            raise ValueError(
+                f"unknown readout_type {cfg['readout_type']!r}; expected one of {sorted(_REFERENCE_READOUTS)}"
+            )
+        if name == "lstm" and cfg["cell_type"] != "lstm":
+            raise ValueError(f"cell_type {cfg['cell_type']!r} is not supported; expected 'lstm' (the paper's baseline)")
+        readout, head = _REFERENCE_READOUTS[cfg["readout_type"]]
+        kwargs.update(hidden_channels=cfg["hidden_channels"], mid_channels=cfg["c_mid"], steps=cfg["max_iters"])
+        if name == "nwm":
+            kwargs["dt"] = cfg["dt"]
+        kwargs.update(readout=readout, head=head)
+    elif name == "cnn":
+        kwargs.update(depth=cfg["num_layers"], mid_channels=cfg["c_mid"], hidden_channels=cfg["hidden_channels"],
+                      expanded_channels=(int(cfg["max_iters"] / 2) - 1) * cfg["hidden_channels"], head="default")
+    else:
+        kwargs["width"] = cfg["c_mid"]
+    return kwargs
 
 
 # Key renames from the authors' checkpoints (reference_state_dict_keys.md) to ours, per model family.
