@@ -224,10 +224,33 @@ def _kernels(compile: bool | None, device: torch.device, channels: int) -> _Kern
 
 
 def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Sum over a stack of steps of the circular-correlation weight gradient: u, y (N, C, H, W) -> (C, C, 3, 3)."""
-    return torch.ops.aten.convolution_backward(
-        u, _circ(y), weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
-    )[1]
+    r""":math:`\bar W[o, i, a, b] = \sum_{n, h, w} u[n, o, h, w]\, y[n, i, h + a - 1, w + b - 1]` (circular), for a stack.
+
+    u, y : (N, C, H, W) -> (C, C, 3, 3). Nine GEMMs over one flat buffer instead of mkldnn's weight gradient (which
+    is slow for 2 channels): both operands are laid out channel-first as (C, N, H+2, W+2) flattened, y with its
+    periodic halo and u zero outside its H×W corner, so that the shift by (a, b) is a plain offset of
+    ``a * (W + 2) + b`` along the flat axis and each tap is ``U @ Y[:, off:off + L].T`` with no copy. The zeros of U
+    mask every position where the offset would run into the next image.
+    """
+    n, c, h, w = y.shape
+    pitch = (h + 2) * (w + 2)
+    tail = 2 * (w + 2) + 2
+    ybig = y.new_empty((c, n * pitch + tail))  # (C, N*(H+2)*(W+2) + tail)
+    ybig[:, n * pitch:].zero_()
+    yv = ybig[:, :n * pitch].view(c, n, h + 2, w + 2)
+    yv[:, :, 1:-1, 1:-1].copy_(y.transpose(0, 1))  # (C, N, H, W) interior
+    yv[:, :, 0, 1:-1].copy_(yv[:, :, h, 1:-1])  # periodic halo: rows, then columns (corners included)
+    yv[:, :, h + 1, 1:-1].copy_(yv[:, :, 1, 1:-1])
+    yv[:, :, :, 0].copy_(yv[:, :, :, w])
+    yv[:, :, :, w + 1].copy_(yv[:, :, :, 1])
+    ubig = u.new_zeros((c, n * pitch))  # (C, N*(H+2)*(W+2))
+    ubig.view(c, n, h + 2, w + 2)[:, :, :h, :w].copy_(u.transpose(0, 1))
+    grad = weight.new_empty(weight.shape)
+    for a in range(3):
+        for b in range(3):
+            off = a * (w + 2) + b
+            grad[:, :, a, b] = ubig @ ybig[:, off:off + n * pitch].t()  # (C_out, C_in)
+    return grad
 
 
 # ---------------------------------------------------------------------------------------------------------------------
