@@ -1,0 +1,265 @@
+"""Chapter 4, Multi-MNIST: the NWM against U-Nets (the paper's Table 2), its hidden waves, and receptive fields.
+
+The notebook trains (or loads from the run store) the NWM with the linear readout and U-Nets of several widths, puts
+their test scores beside the paper's Table 2, animates the NWM's hidden state on a few images, and measures the
+effective receptive field of one output pixel (:mod:`twi_core.analysis.receptive_field`): the NWM's grows with every
+step of the recurrence, a CNN's is fixed by its depth, a U-Net's spans the image through its bottleneck.
+
+The run configurations come from :func:`twi_core.reproduce.train_config` (the batch runner's), with this chapter's
+scale as overrides, so at the ``paper`` preset they are exactly the runs of ``twi reproduce table2`` and a stored
+full-scale run of the same configuration is used as is.
+
+Scale at the ``book`` preset, and why (the page says so): Multi-MNIST images are 128 × 128 and the paper's NWM has 16
+oscillator channels and T = 100 steps; one training image costs about 4 s on the 2-core CPU (the 16 → 16 channel 3 × 3
+coupling over 16,384 pixels, 100 times, forward and adjoint). The book therefore caps the NWM at ``steps`` time steps
+(same architecture and parameter count, shorter rollout) and trains every model on ``n_train`` images for ``epochs``
+epochs: enough to show the models and the mechanism, far from the paper's 300 epochs × 10,000 images, so the numbers
+are not a reproduction of Table 2. The ``paper`` preset is the paper's protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from twi_core import presets
+from twi_core.analysis import receptive_field as rf
+
+__all__ = ["TABLE", "DATASET", "Table2Runs", "settings", "describe", "live_points", "train_all", "comparison_table",
+           "gallery", "cnn_probe", "digit_pixel", "paper_parameters", "receptive_fields"]
+
+DATASET = "multi_mnist"
+
+#: The chapter's scales. ``widths``: U-Net widths trained (the paper: 2, 3, 4, 5); ``seeds``: seeds per model;
+#: ``epochs, batch_size, lr, n_train, n_val, n_test``: training; ``steps``: cap on the NWM's T (None: the paper's 100);
+#: ``n_gallery``: images animated; ``gif_stride``: keep every n-th step in animations; ``rf_times``: steps at which the
+#: NWM's receptive field is measured; ``cnn_depth``: depth of the CNN whose receptive field is shown beside.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {"widths": [2], "seeds": 1, "epochs": 1, "batch_size": 4, "lr": 1e-3, "n_train": 4, "n_val": 4,
+              "n_test": 4, "steps": 4, "n_gallery": 2, "gif_stride": 1, "rf_times": 2, "cnn_depth": 4},
+    "book": {"widths": [2, 3, 4, 5], "seeds": 1, "epochs": 2, "batch_size": 8, "lr": 1e-3, "n_train": 64,
+             "n_val": 16, "n_test": 32, "steps": 25, "n_gallery": 3, "gif_stride": 1, "rf_times": 5,
+             "cnn_depth": 8},
+    "paper": {"widths": [2, 3, 4, 5], "seeds": 12, "epochs": 300, "batch_size": 64, "lr": 1e-3, "n_train": None,
+              "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1, "rf_times": 6,
+              "cnn_depth": 8},
+}
+
+_RUN_KEYS = ("epochs", "batch_size", "lr", "n_train", "n_val", "n_test", "steps")
+_TITLES = {"nwm": "NWM", "unet": "U-Net"}
+
+
+def settings(preset: str | None = "book", **overrides: Any) -> presets.Settings:
+    """The chapter's settings at ``preset`` (``$TWI_PRESET`` replaces it), with ``None``-valued overrides ignored."""
+    s = presets.resolve(TABLE, preset, **overrides)
+    bad = [w for w in s.widths if isinstance(w, bool) or w not in (2, 3, 4, 5)]
+    if bad or not s.widths:
+        raise ValueError(f"widths must be a non-empty list drawn from [2, 3, 4, 5] (the paper's U-Nets); got {s.widths}")
+    if not isinstance(s.seeds, int) or s.seeds < 1:
+        raise ValueError(f"seeds must be a positive int; got {s.seeds!r}")
+    return s
+
+
+def describe(s: presets.Settings) -> str:
+    """One sentence on the scale the page was built at (printed under the parameters)."""
+    if s.preset == "paper":
+        return "preset 'paper': the paper's protocol (300 epochs on 10,000 images, batch 64, T = 100, 12 seeds)."
+    steps = "T = 100" if s.steps is None else f"T = {s.steps} (the paper: 100)"
+    return (f"preset {s.preset!r}: {s.n_train} training images, {s.epochs} epoch(s) at batch {s.batch_size}, NWM "
+            f"{steps}, {s.seeds} seed(s), U-Net widths {list(s.widths)}; test on {s.n_test} images. "
+            f"The paper: 10,000 images, 300 epochs, 12 seeds. Numbers at this scale are not a reproduction.")
+
+
+def live_points(s: presets.Settings) -> list[dict[str, Any]]:
+    """Every run of the chapter: dicts with ``family, variant, seed, config`` (NWM-linear first, then U-Nets)."""
+    from twi_core.reproduce import RUN_PRESETS, train_config
+
+    base = RUN_PRESETS[s.preset]
+    overrides = {k: s[k] for k in _RUN_KEYS if s[k] is not None and s[k] != base[k]}
+    rows = [("nwm", "linear")] + [("unet", int(w)) for w in s.widths]
+    points = []
+    for family, variant in rows:
+        for seed in range(s.seeds):
+            config = train_config(DATASET, family, variant, seed=seed, preset=s.preset, **overrides)
+            points.append({"family": family, "variant": str(variant), "seed": seed, "config": config})
+    return points
+
+
+@dataclass
+class Table2Runs:
+    """The chapter's runs: ``runs`` maps ``(family, variant, seed)`` to a :class:`twi_core.runs.Run`; ``table`` has one
+    row per run (labels, status, test metrics, parameters, wall time, data source)."""
+
+    runs: dict[tuple[str, str, int], Any]
+    table: pd.DataFrame
+
+    def run(self, family: str, variant: Any, seed: int = 0):
+        """One run by its labels; a KeyError lists the runs there are."""
+        key = (family, str(variant), seed)
+        if key not in self.runs:
+            raise KeyError(f"no run {key}; there are {sorted(self.runs)}")
+        return self.runs[key]
+
+
+def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Table2Runs:
+    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them.
+
+    Raises
+    ------
+    RuntimeError
+        If a run ended in an error (its recorded traceback's first line is quoted).
+    """
+    from twi_core import runs as runs_mod
+
+    runs, rows = {}, []
+    for p in live_points(s):
+        labels = {"grid": "chapter4", "dataset": DATASET, "family": p["family"], "variant": p["variant"],
+                  "seed": p["seed"], "preset": s.preset}
+        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels)
+        if run.status == runs_mod.ERROR:
+            last = str(run.result.get("error", "")).strip().splitlines()
+            raise RuntimeError(f"run {run.path.name} failed: {last[0] if last else 'unknown error'}")
+        runs[(p["family"], p["variant"], p["seed"])] = run
+        test, res = run.metrics.get("test", {}), run.result
+        rows.append({"family": p["family"], "variant": p["variant"], "seed": p["seed"], "status": run.status,
+                     **{m: test.get(m, float("nan")) for m in ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy")},
+                     "n_params": res.get("n_params"), "steps": p["config"].model.get("steps"),
+                     "epochs": p["config"].epochs, "n_train": res.get("n_images", {}).get("train"),
+                     "wall_time_s": res.get("wall_time_s"), "data_source": res.get("data_source"),
+                     "run": run.path.name})
+    return Table2Runs(runs, pd.DataFrame(rows))
+
+
+def _fmt(values: pd.Series) -> str:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    return f"{v.iloc[0]:.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+
+def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Our runs (mean ± std over seeds) beside the paper's Table 2, one row per model, in the paper's order.
+
+    Parameters
+    ----------
+    table : :attr:`Table2Runs.table`.
+    """
+    from twi_core.reproduce import paper_table
+
+    paper = paper_table()
+    paper = paper[paper["dataset"] == DATASET]
+    counts = paper_parameters()
+    labels = {"fg_accuracy": "FG-Acc", "fg_iou": "FG-IoU", "fg_loss": "FG-Loss"}
+    out = []
+    for (family, variant), group in table.groupby(["family", "variant"], sort=False):
+        ok = group[group["status"] == "complete"]
+        ref = paper[(paper["family"] == family) & (paper["variant"] == str(variant))]
+        n_params = group["n_params"].iloc[0]
+        label = _TITLES.get(family, family) + (f" {variant}c" if family == "unet" else f" ({variant})")
+        row = {"model": label, "params (trained here)": f"{int(n_params):,}" if pd.notna(n_params) else "–",
+               "params (paper config)": f"{counts[label]:,}" if label in counts else "–",
+               "params (paper)": ref["params_paper"].iloc[0] if len(ref) else "–", "seeds": len(ok)}
+        for m, name in labels.items():
+            row[f"{name} (ours)"] = _fmt(ok[m])
+            row[f"{name} (paper)"] = (f"{ref[f'paper_{m}_mean'].iloc[0]:.2f} ± {ref[f'paper_{m}_std'].iloc[0]:.2f}"
+                                      if len(ref) else "–")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+@torch.no_grad()
+def gallery(model: torch.nn.Module, s: presets.Settings, *, split: str = "val") -> dict[str, Any]:
+    """The first ``n_gallery`` images of ``split`` through a recurrent model.
+
+    Returns
+    -------
+    dict with ``images (B, 1, H, W)``, ``masks (B, H, W)``, ``predictions (B, H, W)``, ``states (B, T, C, H, W)``,
+    ``class_names``, ``dt`` (the model's step, for frame titles).
+    """
+    from twi_core import data
+
+    ds = data.load(DATASET, split, n=s.n_gallery)
+    model.eval()
+    logits, states = model(ds.images, return_states=True)
+    return {"images": ds.images, "masks": ds.masks, "predictions": logits.argmax(1), "states": states,
+            "class_names": list(ds.info.class_names), "dt": model.config.get("dt", 1.0), "source": ds.source}
+
+
+def cnn_probe(s: presets.Settings, image, *, pixel: Sequence[int], max_seeds: int = 20) -> tuple[torch.nn.Module, int]:
+    """An *untrained* CNN of depth ``cnn_depth`` on Multi-MNIST's shapes (the paper has no CNN row in Table 2).
+
+    Its receptive field is fixed by its architecture (each 3 × 3 layer adds one pixel on each side) whatever its
+    weights, so an untrained one shows the bound; the page says it is untrained. The authors' CNN squeezes to 2
+    channels before a ReLU, which is dead at some pixels for some initialisations (zero gradient); the first seed
+    whose output at ``pixel`` has a gradient is taken.
+
+    Returns
+    -------
+    (model, seed)
+    """
+    from twi_core.data import info
+    from twi_core.models import build
+
+    meta = info(DATASET)
+    for seed in range(max_seeds):
+        torch.manual_seed(seed)
+        model = build("cnn", in_channels=meta.channels, num_classes=meta.num_classes, image_size=meta.image_size,
+                      depth=s.cnn_depth).eval()
+        if rf.input_gradient(model, image, pixel=tuple(pixel)).max() > 0:
+            return model, seed
+    raise RuntimeError(f"no CNN of depth {s.cnn_depth} among seeds 0..{max_seeds - 1} has a live output at {pixel}")
+
+
+def digit_pixel(mask: torch.Tensor) -> tuple[int, int]:
+    """A foreground pixel near the centre of mass of the first digit of ``mask (H, W)`` (the image centre if none)."""
+    m = np.asarray(mask)
+    labels = [v for v in np.unique(m) if v != 0]
+    if not labels:
+        return m.shape[0] // 2, m.shape[1] // 2
+    rows, cols = np.nonzero(m == labels[0])
+    k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
+    return int(rows[k]), int(cols[k])
+
+
+def paper_parameters() -> dict[str, int]:
+    """Parameter counts of the paper's exact configurations (T = 100), by table label, recounted from the models."""
+    from twi_core.models import build, count_parameters, paper_config
+
+    out = {"NWM (linear)": count_parameters(build(**paper_config(DATASET, "nwm", "linear")))}
+    for w in (2, 3, 4, 5):
+        out[f"U-Net {w}c"] = count_parameters(build(**paper_config(DATASET, "unet", w)))
+    return out
+
+
+def receptive_fields(nwm: torch.nn.Module, others: dict[str, torch.nn.Module], image, *, pixel: Sequence[int],
+                     s: presets.Settings) -> dict[str, Any]:
+    """Effective receptive fields of one output pixel: the NWM's hidden state step by step, and every model's logit.
+
+    Parameters
+    ----------
+    nwm : the recurrent model (states through ``return_states=True``).
+    others : ``{label: model}`` of feed-forward models (U-Net, CNN) whose output logit's receptive field is shown.
+    image : ``(1, H, W)`` or ``(1, 1, H, W)``.
+    pixel : ``(row, column)`` of the output pixel.
+
+    Returns
+    -------
+    dict with ``times`` (the steps, 0-based), ``state_maps (len(times), H, W)``, ``state_radius`` (90 % mass radius
+    per step, px, on the torus), ``outputs`` ``{label: (H, W)}`` for ``"NWM"`` and every model of ``others``,
+    ``output_radius`` ``{label: px}`` (90 % mass; the NWM on the torus, the others on the plane).
+    """
+    pixel = (int(pixel[0]), int(pixel[1]))
+    steps = int(nwm.config["steps"])
+    times = sorted({int(round(t)) for t in np.linspace(0, steps - 1, max(2, s.rf_times))})
+    maps = rf.state_gradients(nwm, image, pixel=pixel, times=times)
+    outputs = {"NWM": rf.input_gradient(nwm, image, pixel=pixel)}
+    for label, model in others.items():
+        outputs[label] = rf.input_gradient(model, image, pixel=pixel)
+    state_radius = [rf.mass_radius(m, center=pixel, mass=0.9, periodic=True) for m in maps]
+    output_radius = {k: rf.mass_radius(v, center=pixel, mass=0.9, periodic=(k == "NWM")) for k, v in outputs.items()}
+    return {"times": times, "state_maps": maps, "state_radius": state_radius, "outputs": outputs,
+            "output_radius": output_radius, "pixel": pixel}
