@@ -105,7 +105,7 @@ class SegmentationData:
 @dataclass(frozen=True)
 class _Spec:
     info: DatasetInfo
-    sizes: Callable[[str | None], dict[str, int]]                                 # source -> split sizes
+    sizes: Callable[[str | None, object], dict[str, int]]                         # (source, root) -> split sizes
     get: Callable[..., tuple[np.ndarray, np.ndarray, str, dict]]                  # (split, n, seed, root, source)
 
 
@@ -141,23 +141,23 @@ DATASETS: dict[str, _Spec] = {
     "polygons": _Spec(
         DatasetInfo("polygons", _poly.IMAGE_SIZE, 1, len(_poly.CLASS_NAMES), _poly.CLASS_NAMES, _poly.DEFAULT_SEED,
                     "1-2 white regular polygons (3-6 sides) on black"),
-        lambda source: dict(_poly.SPLIT_SIZES), _generated(_poly, "polygons", max_count=2)),
+        lambda source, root: dict(_poly.SPLIT_SIZES), _generated(_poly, "polygons", max_count=2)),
     "polygons_single": _Spec(
         DatasetInfo("polygons_single", _poly.IMAGE_SIZE, 1, len(_poly.CLASS_NAMES), _poly.CLASS_NAMES,
                     _poly.DEFAULT_SEED, "one white regular polygon (3-6 sides) on black"),
-        lambda source: dict(_poly.SPLIT_SIZES), _generated(_poly, "polygons_single", max_count=1)),
+        lambda source, root: dict(_poly.SPLIT_SIZES), _generated(_poly, "polygons_single", max_count=1)),
     "tetrominoes": _Spec(
         DatasetInfo("tetrominoes", _tetro.IMAGE_SIZE, 3, len(_tetro.CLASS_NAMES), _tetro.CLASS_NAMES,
                     _tetro.DEFAULT_SEED, "1-5 coloured Tetris pieces (the authors' generator)"),
-        lambda source: dict(_tetro.SPLIT_SIZES), _generated(_tetro, "tetrominoes")),
+        lambda source, root: dict(_tetro.SPLIT_SIZES), _generated(_tetro, "tetrominoes")),
     "mnist": _Spec(
         DatasetInfo("mnist", _mnist.IMAGE_SIZE, 1, 11, _DIGITS, _mnist.DEFAULT_SEED,
                     "MNIST upsampled 2x to 56 px; mask = digit + 1 where intensity > 0.5"),
-        lambda source: _mnist.split_sizes(source), _mnist_get),
+        lambda source, root: _mnist.split_sizes(source, root=root), _mnist_get),
     "multi_mnist": _Spec(
         DatasetInfo("multi_mnist", _multi.IMAGE_SIZE, 1, 11, _DIGITS, _multi.DEFAULT_SEED,
                     "1-4 binarised 42 px MNIST digits on a 128 px canvas, no pixel overlap"),
-        lambda source: dict(_multi.SPLIT_SIZES), _multi_get),
+        lambda source, root: dict(_multi.SPLIT_SIZES), _multi_get),
 }
 
 
@@ -183,9 +183,9 @@ def info(name: str) -> DatasetInfo:
 def split_sizes(name: str, *, source: str | None = None, root=None) -> dict[str, int]:
     """Images available per split (MNIST: depends on the source, see :func:`twi_core.data.mnist.resolve_source`)."""
     spec = _spec(name)
-    if name == "mnist":
+    if name in ("mnist", "multi_mnist"):
         source = _mnist.resolve_source(source, root=root)
-    return spec.sizes(source)
+    return spec.sizes(source, root)
 
 
 def _check_int(arg: str, value, *, minimum: int, accepted: str) -> None:
@@ -234,7 +234,7 @@ def load(name: str, split: str, *, n: int | None = None, seed: int | None = None
         seed = spec.info.default_seed
     _check_int("seed", seed, minimum=0, accepted="an int >= 0 or None")
     src = _mnist.resolve_source(source, root=root) if name in ("mnist", "multi_mnist") else None
-    available = spec.sizes(src)[split]
+    available = spec.sizes(src, root)[split]
     if n is None:
         n = available
     _check_int("n", n, minimum=0, accepted=f"an int in [0, {available}] or None (the {split} split of {name} has "

