@@ -38,13 +38,14 @@ __all__ = ["GRIDS", "Grid", "Point", "RUN_PRESETS", "EXECUTORS", "CLI_COMMANDS",
 
 #: Scale of each run, per preset. ``None``: the paper's value (full split, the model's own number of steps, the grid's
 #: number of seeds). ``steps`` caps the time steps T of the recurrent models.
+#: ``head`` replaces the per-pixel MLP head of the models that have one (``"small"``: 32 wide; the smoke scale only).
 RUN_PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "n_train": 32, "n_val": 16, "n_test": 16, "steps": 10,
-              "seeds": 1},
+    "smoke": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "n_train": 16, "n_val": 8, "n_test": 8, "steps": 10,
+              "head": "small", "seeds": 1},
     "book": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "n_train": 1000, "n_val": 200, "n_test": 200, "steps": None,
-             "seeds": 3},
+             "head": None, "seeds": 3},
     "paper": {"epochs": 300, "batch_size": 64, "lr": 1e-3, "n_train": None, "n_val": None, "n_test": None,
-              "steps": None, "seeds": None},
+              "steps": None, "head": None, "seeds": None},
 }
 
 _FAMILY_TITLES = {"nwm": "NWM", "lstm": "Conv-LSTM", "cnn": "CNN", "unet": "U-Net"}
@@ -160,7 +161,7 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
         The scale (``$TWI_PRESET`` replaces it when set).
     **overrides
         Any key of :data:`RUN_PRESETS` (``epochs``, ``batch_size``, ``lr``, ``n_train``, ``n_val``, ``n_test``,
-        ``steps``); ``None`` keeps the preset's value.
+        ``steps``, ``head``); ``None`` keeps the preset's value.
 
     Raises
     ------
@@ -183,6 +184,8 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
     model = dict(paper_config(dataset, family, variant))
     if settings.steps is not None and "steps" in model:
         model["steps"] = min(int(model["steps"]), settings.steps)
+    if settings.head is not None and "head" in model:
+        model["head"] = settings.head
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int; got {seed!r}")
     return TrainConfig(dataset=dataset, model=model, seed=seed, epochs=settings.epochs,
@@ -239,7 +242,8 @@ def _parameters(point: Point, *, store: Path, device: str, threads: int | None) 
     return {"dataset": point.dataset, "family": point.family, "variant": point.variant, "seed": point.seed,
             "preset": point.preset, "grid": point.grid, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
             "lr": cfg.lr, "n_train": cfg.n_train, "n_val": cfg.n_val, "n_test": cfg.n_test,
-            "steps": cfg.model.get("steps"), "store": str(store), "device": device, "threads": threads,
+            "steps": cfg.model.get("steps"), "head": cfg.model.get("head"), "store": str(store), "device": device,
+            "threads": threads,
             "expected_key": cfg.key()}
 
 

@@ -295,7 +295,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     order = torch.Generator().manual_seed(config.seed)  # the training order, saved and restored on resume
 
     history: list[dict[str, Any]] = []
-    best_loss, best_epoch, epoch0, elapsed_before = math.inf, 0, 0, 0.0
+    best_loss, best_epoch, best_val, epoch0, elapsed_before = math.inf, 0, None, 0, 0.0
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=dev, weights_only=False)
@@ -305,6 +305,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], order)
         history, best_loss, best_epoch = list(state["history"]), state["best_loss"], state["best_epoch"]
+        best_val = state.get("best_val")
         epoch0, elapsed_before = state["epoch"], state.get("elapsed_s", 0.0)
         started = state.get("started", started)
         if progress:
@@ -330,7 +331,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
                    "time_s": time.perf_counter() - t0}
             history.append(_finite(row))
             if val["pixel_loss"] < best_loss - BEST_TOLERANCE:
-                best_loss, best_epoch = val["pixel_loss"], epoch
+                best_loss, best_epoch, best_val = val["pixel_loss"], epoch, _finite(val)
                 _save_torch(run_dir / CHECKPOINT_FILE, model.state_dict())
             if config.save_epoch_checkpoints:
                 _save_torch(run_dir / EPOCH_DIR / f"epoch_{epoch:03d}.pt", model.state_dict())
@@ -338,6 +339,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
             _save_torch(state_path, {"key": config.key(), "epoch": epoch, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "rng": _rng_state(order),
                                      "history": history, "best_loss": best_loss, "best_epoch": best_epoch,
+                                     "best_val": best_val,
                                      "elapsed_s": elapsed, "started": started})
             if progress:
                 print(f"epoch {epoch:3d}/{config.epochs}  train loss {train_loss:.4f}  val loss {val['pixel_loss']:.4f}"
@@ -347,7 +349,9 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     n_images = {"train": len(train_x), "val": len(val_data[0])}
     if (run_dir / CHECKPOINT_FILE).exists():
         model.load_state_dict(torch.load(run_dir / CHECKPOINT_FILE, map_location=dev, weights_only=True))
-        result_metrics["val"] = _finite(_metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev))
+        # The best checkpoint's validation metrics were computed when it was saved; no second pass needed.
+        result_metrics["val"] = best_val if best_val is not None else _finite(
+            _metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev))
         if status == "complete":
             test_x, test_y, _ = _load_split(config, "test")
             n_images["test"] = len(test_x)
