@@ -85,6 +85,18 @@ def test_tetrominoes_piece_counts_are_uniform_1_to_5():
             assert p.cells.sum() == 4                       # four cells per tetromino
 
 
+def test_tetrominoes_val_test_state_cache_equals_replay(tmp_path):
+    _, test_replayed = tetrominoes.generate("test", 4, state_dir=tmp_path)        # replays train + val, saves states
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "tetrominoes-rngstate_seed-42_v-1_split-test.npz", "tetrominoes-rngstate_seed-42_v-1_split-val.npz"]
+    _, test_restored = tetrominoes.generate("test", 4, state_dir=tmp_path)
+    assert np.array_equal(test_replayed, test_restored)
+    _, val_restored = tetrominoes.generate("val", 3, state_dir=tmp_path)
+    rng = np.random.RandomState(42)
+    tetrominoes.generate_layouts(10_000, rng=rng)
+    assert np.array_equal(val_restored, tetrominoes.paint(tetrominoes.generate_layouts(3, rng=rng))[1])
+
+
 def test_tetrominoes_texture_wraps_in_uint8():
     cells = np.array([[1, 1], [1, 1]], dtype=np.uint8)
     for c, border in ((100, 150), (200, (200 + 100) % 256), (171, (171 + 85) % 256), (0, 0)):

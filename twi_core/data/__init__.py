@@ -109,12 +109,13 @@ class _Spec:
     get: Callable[..., tuple[np.ndarray, np.ndarray, str, dict]]                  # (split, n, seed, root, source)
 
 
-def _generated(module, name: str, **kwargs) -> Callable:
+def _generated(module, name: str, *, pass_state_dir: bool = False, **kwargs) -> Callable:
     """Loader for a prefix-stable generator ``module.generate(split, n, seed=...)`` through the cache."""
     def get(split, n, seed, root, source):
         key = {"ds": name, "split": split, "seed": seed, "v": module.GENERATOR_VERSION, "px": module.IMAGE_SIZE}
-        arrays = _cache.cached(paths.data_dir(root), key, n,
-                               lambda k: dict(zip(("images", "masks"), module.generate(split, k, seed=seed, **kwargs))))
+        extra = {"state_dir": paths.data_dir(root)} if pass_state_dir else {}
+        arrays = _cache.cached(paths.data_dir(root), key, n, lambda k: dict(
+            zip(("images", "masks"), module.generate(split, k, seed=seed, **kwargs, **extra))))
         return arrays["images"], arrays["masks"], "generated", {}
     return get
 
@@ -149,7 +150,7 @@ DATASETS: dict[str, _Spec] = {
     "tetrominoes": _Spec(
         DatasetInfo("tetrominoes", _tetro.IMAGE_SIZE, 3, len(_tetro.CLASS_NAMES), _tetro.CLASS_NAMES,
                     _tetro.DEFAULT_SEED, "1-5 coloured Tetris pieces (the authors' generator)"),
-        lambda source, root: dict(_tetro.SPLIT_SIZES), _generated(_tetro, "tetrominoes")),
+        lambda source, root: dict(_tetro.SPLIT_SIZES), _generated(_tetro, "tetrominoes", pass_state_dir=True)),
     "mnist": _Spec(
         DatasetInfo("mnist", _mnist.IMAGE_SIZE, 1, 11, _DIGITS, _mnist.DEFAULT_SEED,
                     "MNIST upsampled 2x to 56 px; mask = digit + 1 where intensity > 0.5"),

@@ -25,9 +25,13 @@ cheap layout pass over the preceding splits.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from . import _cache
 
 __all__ = ["IMAGE_SIZE", "CELL", "CLASS_NAMES", "SPLIT_SIZES", "DEFAULT_SEED", "GENERATOR_VERSION", "AUTHORS_MD5",
            "SHAPES", "generate", "generate_layouts", "paint"]
@@ -154,11 +158,40 @@ def paint(layouts: list[list[Piece]], *, wrap_texture: bool = True) -> tuple[np.
     return images, masks
 
 
-def generate(split: str, n: int, *, seed: int = DEFAULT_SEED, wrap_texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` images of a split, exactly as the authors' generator makes them for ``seed``.
+def _start_state(split: str, seed: int, state_dir) -> np.random.RandomState:
+    """The generator positioned at the first image of ``split`` (replaying earlier splits' layouts if needed).
+
+    With ``state_dir``, the ``RandomState`` at the start of val and test is cached there (a few KiB, hash-checked), so
+    later val/test loads skip the replay.
+    """
+    rng = np.random.RandomState(seed)
+    if split == _ORDER[0]:
+        return rng
+    def state_file(name: str) -> Path | None:
+        if state_dir is None:
+            return None
+        return Path(state_dir) / f"tetrominoes-rngstate_seed-{seed}_v-{GENERATOR_VERSION}_split-{name}.npz"
+
+    saved = _cache.read_arrays(state_file(split)) if state_dir is not None else None
+    if saved is not None:
+        rng.set_state(("MT19937", saved["keys"], int(saved["pos"]), int(saved["has_gauss"]), float(saved["gauss"])))
+        return rng
+    for position, earlier in enumerate(_ORDER[:_ORDER.index(split)]):
+        generate_layouts(SPLIT_SIZES[earlier], rng=rng)
+        path = state_file(_ORDER[position + 1])
+        if path is not None:
+            _, keys, pos, has_gauss, gauss = rng.get_state()
+            _cache.write_arrays(path, {"keys": keys, "pos": np.array(pos), "has_gauss": np.array(has_gauss),
+                                       "gauss": np.array(gauss)})
+    return rng
+
+
+def generate(split: str, n: int, *, seed: int = DEFAULT_SEED, wrap_texture: bool = True,
+             state_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of a split, following the authors' generator for ``seed``.
 
     The stream is seeded once and runs train -> val -> test, so a val or test prefix first replays the layouts (not the
-    painting) of the preceding full splits.
+    painting) of the preceding full splits, or restores the stream's state cached in ``state_dir``.
 
     Returns
     -------
@@ -167,7 +200,5 @@ def generate(split: str, n: int, *, seed: int = DEFAULT_SEED, wrap_texture: bool
     masks : np.ndarray
         uint8 ``(n, 64, 64)``, labels 0..5 (background, I, O, T, S/Z, J/L).
     """
-    rng = np.random.RandomState(seed)
-    for earlier in _ORDER[:_ORDER.index(split)]:
-        generate_layouts(SPLIT_SIZES[earlier], rng=rng)
+    rng = _start_state(split, seed, state_dir)
     return paint(generate_layouts(n, rng=rng), wrap_texture=wrap_texture)
