@@ -1,0 +1,315 @@
+"""Chapter 5, wavelength analysis: the paper's Figure 10, its estimator validated, and travelling vs standing waves.
+
+Three parts, each a few calls from the notebook:
+
+1. :func:`synthetic_validation`: the Hilbert-transform wavelength estimator (:mod:`twi_core.analysis.wavelength`) on
+   plane waves of known wavelength and direction, and on a standing wave.
+2. :func:`figure10`: the NWM trained on Polygons in chapter 2 (the same run, through
+   :func:`twi_core.chapters.ch2_polygons.polygon_config` and the run store) is re-loaded at every epoch checkpoint; its
+   hidden states on a fixed set of validation images give the distribution of wavelengths and the share of locations
+   above the 1.5 px threshold, paired with the validation loss at the same checkpoint. Extra seeds (shorter schedules at
+   the ``book`` preset, stated on the page) give the spread of the correlation.
+3. :func:`separability_table`: space–time separability and the travelling index
+   (:mod:`twi_core.analysis.separability`) of the hidden states of trained NWMs, a trained Conv-LSTM, and untrained
+   NWMs, reusing chapters 2 and 3's runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from twi_core import presets
+from twi_core.analysis import separability as sep
+from twi_core.analysis import wavelength as wl
+
+__all__ = ["TABLE", "BINS", "settings", "describe", "synthetic_validation", "figure10_configs", "figure10_runs",
+           "initial_model", "figure10", "correlations", "separability_models", "separability_table"]
+
+#: Wavelength histogram bin edges (px), logarithmic from 1 to 256.
+BINS = np.geomspace(1.0, 256.0, 49)
+
+#: The chapter's scales. ``extra_seeds``: seeds run beside chapter 2's (seed 0) for the correlation's spread;
+#: ``extra_epochs`` / ``extra_n_train``: their schedule (None: chapter 2's); ``n_wave``: validation images whose hidden
+#: states are analysed at each checkpoint; ``threshold``: the paper's wavelength threshold (px); ``scheme``: phase
+#: difference scheme; ``trim``: fraction of steps dropped at each end (Hilbert edge effects); ``n_sep``: images per
+#: model in the separability comparison.
+TABLE: dict[str, dict[str, Any]] = {
+    "smoke": {"extra_seeds": [1], "extra_epochs": 1, "extra_n_train": 16, "n_wave": 2, "threshold": 1.5,
+              "scheme": "forward", "trim": 0.1, "n_sep": 2},
+    "book": {"extra_seeds": [1, 2], "extra_epochs": 4, "extra_n_train": 240, "n_wave": 8, "threshold": 1.5,
+             "scheme": "forward", "trim": 0.1, "n_sep": 8},
+    "paper": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "n_wave": 32,
+              "threshold": 1.5, "scheme": "forward", "trim": 0.1, "n_sep": 32},
+}
+
+
+def settings(preset: str | None = "book", **overrides: Any) -> presets.Settings:
+    """The chapter's settings at ``preset`` (``$TWI_PRESET`` replaces it), with ``None``-valued overrides ignored."""
+    s = presets.resolve(TABLE, preset, **overrides)
+    if s.scheme not in wl.SCHEMES:
+        raise ValueError(f"scheme must be one of {sorted(wl.SCHEMES)}; got {s.scheme!r}")
+    bad = [k for k in s.extra_seeds if isinstance(k, bool) or not isinstance(k, int) or k <= 0]
+    if bad:
+        raise ValueError(f"extra_seeds must be positive ints (seed 0 is chapter 2's run); got {s.extra_seeds!r}")
+    return s
+
+
+def describe(s: presets.Settings) -> str:
+    """One sentence on the scale of the page."""
+    from twi_core.chapters import ch2_polygons as ch2
+
+    c2 = ch2.settings(s.preset)
+    extra = ("the same schedule" if s.extra_epochs is None and s.extra_n_train is None else
+             f"{s.extra_epochs or c2.epochs} epoch(s) on {s.extra_n_train or c2.n_train} images")
+    return (f"preset {s.preset!r}: seed 0 is chapter 2's run ({c2.epochs} epochs on {c2.n_train} polygon images, "
+            f"T = {c2.steps}); extra seeds {list(s.extra_seeds)} with {extra}; {1 + len(s.extra_seeds)} seeds in all "
+            f"(the paper: 5). Wavelengths on {s.n_wave} validation images, {s.scheme} differences, "
+            f"threshold {s.threshold} px.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. The estimator on synthetic waves
+# ----------------------------------------------------------------------------------------------------------------------
+
+def synthetic_validation(*, size: int = 64, steps: int = 60, period: float = 12.0,
+                         wavelengths=(5.0, 8.0, 16.0), directions=(0.0, np.pi / 4, 2.0)) -> pd.DataFrame:
+    """The estimator on plane waves of known wavelength and direction, with both schemes, and on standing waves.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (wave, wavelength, direction, scheme): ``median`` and ``max_rel_error`` of the estimate (plane
+        waves), ``frac_above_1.5`` and ``frac_above_image`` (share of locations with a wavelength beyond the image
+        side, i.e. a uniform phase).
+    """
+    rows = []
+    for kind, make in (("travelling", wl.plane_wave), ("standing", wl.standing_wave)):
+        for lam in wavelengths:
+            for direction in directions:
+                x = make(size=(size, size), steps=steps, wavelength=float(lam), direction=float(direction),
+                         period=period)                                   # (T, H, W)
+                for scheme in sorted(wl.SCHEMES):
+                    est = wl.wavelength_field(x, time_axis=0, scheme=scheme, periodic=False)
+                    defined = est[~np.isnan(est)]
+                    rows.append({"wave": kind, "wavelength": lam, "direction_deg": round(np.degrees(direction), 1),
+                                 "scheme": scheme, "median": float(np.median(defined)),
+                                 "max_rel_error": float(np.max(np.abs(defined / lam - 1))),
+                                 "frac_above_1.5": wl.fraction_above(est, 1.5),
+                                 "frac_above_image": float(np.mean(defined > size))})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2. Figure 10: wavelengths through training
+# ----------------------------------------------------------------------------------------------------------------------
+
+def figure10_configs(s: presets.Settings) -> list[tuple[int, Any]]:
+    """``[(seed, TrainConfig)]``: chapter 2's run (seed 0, its exact configuration) and the extra seeds."""
+    from twi_core.chapters import ch2_polygons as ch2
+
+    configs = [(0, ch2.run_config(ch2.settings(s.preset)))]
+    for seed in s.extra_seeds:
+        overrides = {k: v for k, v in (("epochs", s.extra_epochs), ("n_train", s.extra_n_train)) if v is not None}
+        configs.append((seed, ch2.polygon_config(s.preset, save_epoch_checkpoints=True, seed=seed, **overrides)))
+    return configs
+
+
+def figure10_runs(s: presets.Settings, *, store=None, progress: bool = True) -> dict[int, Any]:
+    """``{seed: Run}`` for :func:`figure10_configs`, each from the store or trained and stored.
+
+    Raises
+    ------
+    RuntimeError
+        If a run ended in an error.
+    """
+    from twi_core import runs
+
+    out = {}
+    for seed, config in figure10_configs(s):
+        labels = {"grid": "chapter5" if seed else "chapter2", "dataset": config.dataset, "family": "nwm",
+                  "variant": config.model.get("readout"), "seed": seed, "preset": s.preset}
+        run = runs.obtain(config, store=store, progress=progress, labels=labels)
+        if run.status == runs.ERROR:
+            last = str(run.result.get("error", "")).strip().splitlines()
+            raise RuntimeError(f"run {run.path.name} failed: {last[0] if last else 'unknown error'}")
+        out[seed] = run
+    return out
+
+
+def initial_model(config) -> torch.nn.Module:
+    """The untrained model of a run: built from its configuration after seeding torch with the run's seed (as training
+    does before building, so this is the initialisation the run started from)."""
+    from twi_core.models import build
+
+    torch.manual_seed(config.seed)
+    return build(**config.model).eval()
+
+
+@torch.no_grad()
+def _states(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, states = [], []
+    for start in range(0, len(images), batch_size):
+        out, seq = model(images[start:start + batch_size], return_states=True)
+        logits.append(out)
+        states.append(seq)
+    return torch.cat(logits), torch.cat(states)
+
+
+def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, dict[tuple[int, int], np.ndarray]]:
+    """Wavelength statistics of every epoch checkpoint of every run (epoch 0 = the initialisation).
+
+    The hidden states of the first ``n_wave`` validation images give, per checkpoint, the wavelength at every location,
+    channel and (trimmed) time step (:func:`twi_core.analysis.wavelength.wavelength_field`, periodic: the NWM pads
+    circularly).
+
+    Returns
+    -------
+    curves : pandas.DataFrame
+        One row per (seed, epoch): ``val_loss`` (the run's history; recomputed on the same validation images at epoch
+        0), ``frac_above`` (share of defined locations above ``threshold``), ``median_wavelength``,
+        ``frac_uniform`` (share of locations with a wavelength beyond the image side), ``images_seen``.
+    hists : dict
+        ``{(seed, epoch): densities over BINS}`` of the finite wavelengths.
+    """
+    from twi_core import data, metrics
+
+    rows, hists = [], {}
+    for seed, run in runs.items():
+        cfg = run.config
+        val = data.load(cfg.dataset, "val", n=cfg.n_val)
+        images = val.images[:s.n_wave]
+        history = run.history.set_index("epoch") if len(run.history) else pd.DataFrame()
+        n_train = run.result.get("n_images", {}).get("train", cfg.n_train)
+        for epoch in range(0, cfg.epochs + 1):
+            if epoch == 0:
+                model = initial_model(cfg)
+                loss = metrics.evaluate(model, val, batch_size=cfg.batch_size)["pixel_loss"]
+            else:
+                model = run.epoch_model(epoch)
+                loss = float(history.loc[epoch, "val_loss"])
+            _, states = _states(model, images)
+            lam = wl.wavelength_field(states, time_axis=1, scheme=s.scheme, periodic=True, trim=s.trim)
+            side = states.shape[-1]
+            defined = lam[~np.isnan(lam)]
+            rows.append({"seed": seed, "epoch": epoch, "images_seen": epoch * (n_train or 0), "val_loss": loss,
+                         "frac_above": wl.fraction_above(lam, s.threshold),
+                         "median_wavelength": float(np.median(defined)) if defined.size else float("nan"),
+                         "frac_uniform": float(np.mean(defined > side)) if defined.size else float("nan")})
+            hists[(seed, epoch)] = wl.wavelength_histogram(lam, bins=BINS)
+    return pd.DataFrame(rows), hists
+
+
+def correlations(curves: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Pearson correlation between the share above threshold and the negative validation loss over checkpoints.
+
+    Returns
+    -------
+    per_seed : pandas.DataFrame
+        ``seed``, ``checkpoints``, ``r`` (``nan`` with fewer than 3 checkpoints or a constant series).
+    summary : dict
+        ``mean_r``, ``std_r`` (over seeds, ddof = 1; ``nan`` for one seed), ``n_seeds``, and ``r_of_mean`` — the
+        correlation of the seed-averaged curves over the epochs every seed has (the paper's "averaged over 5 seeds").
+    """
+    def pearson(a, b) -> float:
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
+            return float("nan")
+        return float(np.corrcoef(a, b)[0, 1])
+
+    rows = []
+    for seed, g in curves.groupby("seed"):
+        rows.append({"seed": seed, "checkpoints": len(g), "r": pearson(g["frac_above"], -g["val_loss"])})
+    per_seed = pd.DataFrame(rows)
+    common = curves.groupby("epoch").filter(lambda g: g["seed"].nunique() == curves["seed"].nunique())
+    mean = common.groupby("epoch")[["frac_above", "val_loss"]].mean()
+    r = per_seed["r"].dropna()
+    summary = {"mean_r": float(r.mean()) if len(r) else float("nan"),
+               "std_r": float(r.std(ddof=1)) if len(r) > 1 else float("nan"),
+               "n_seeds": int(curves["seed"].nunique()),
+               "r_of_mean": pearson(mean["frac_above"], -mean["val_loss"])}
+    return per_seed, summary
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3. Travelling or standing: space-time separability
+# ----------------------------------------------------------------------------------------------------------------------
+
+def separability_models(s: presets.Settings, *, store=None, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """The models compared: ``{label: {"model", "dataset", "trained"}}``.
+
+    Trained NWM on Polygons (chapter 2's run) and its initialisation; trained NWM-linear and Conv-LSTM-linear on
+    Tetrominoes (chapter 3's runs, through its own configurations and the run store) and the NWM's initialisation.
+    """
+    from twi_core import runs
+    from twi_core.chapters import ch3_table1 as ch3
+
+    poly = figure10_runs(settings(s.preset, extra_seeds=[]), store=store, progress=progress)[0]
+    out = {"NWM, Polygons (trained)": {"model": poly.model(), "dataset": poly.config.dataset, "trained": True},
+           "NWM, Polygons (untrained)": {"model": initial_model(poly.config), "dataset": poly.config.dataset,
+                                         "trained": False}}
+    points = {(p["dataset"], p["family"], p["variant"], p["seed"]): p["config"]
+              for p in ch3.live_points(ch3.settings(s.preset))}
+    for family, title in (("nwm", "NWM-linear"), ("lstm", "Conv-LSTM-linear")):
+        key = ("tetrominoes", family, "linear", 0)
+        if key not in points:
+            continue
+        run = runs.obtain(points[key], store=store, progress=progress,
+                          labels={"grid": "chapter3", "dataset": "tetrominoes", "family": family, "variant": "linear",
+                                  "seed": 0, "preset": s.preset})
+        if run.status != runs.COMPLETE:
+            continue
+        out[f"{title}, Tetrominoes (trained)"] = {"model": run.model(), "dataset": "tetrominoes", "trained": True}
+        if family == "nwm":
+            out["NWM-linear, Tetrominoes (untrained)"] = {"model": initial_model(run.config), "dataset": "tetrominoes",
+                                                          "trained": False}
+    return out
+
+
+def separability_table(s: presets.Settings, models: dict[str, dict[str, Any]]
+                       ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Separability, effective rank and travelling index of every (image, channel) sequence of every model.
+
+    Each model runs on the first ``n_sep`` validation images of its dataset; every channel of every image is one
+    time × space sequence (:mod:`twi_core.analysis.separability`), after dropping the first and last ``trim`` of the
+    steps like the wavelength analysis.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``model, dataset, trained, steps, image, channel, moving, separability, effective_rank, travelling_index``
+        (``nan`` for channels that do not move in time, ``moving`` False).
+    spectra : dict
+        ``{model: mean normalised singular-value spectrum}`` (each sequence's :math:`s_k^2` divided by its sum).
+    """
+    from twi_core import data
+
+    rows, spectra = [], {}
+    for label, entry in models.items():
+        images = data.load(entry["dataset"], "val", n=s.n_sep).images
+        _, states = _states(entry["model"], images)                      # (B, T, C, H, W)
+        steps = states.shape[1]
+        cut = int(round(s.trim * steps))
+        states = states[:, cut:steps - cut].double().numpy()
+        # a channel that never moves (a dead oscillator) has no separability: leave it out, and say how many
+        moving = states.std(axis=1).max(axis=(-2, -1)) > 1e-8            # (B, C)
+        sv = sep.singular_spectrum(states, time_axis=1)                  # (B, C, K)
+        s2 = sv ** 2
+        total = s2.sum(-1)
+        sepa = np.where(moving, s2[..., 0] / np.where(total > 0, total, 1.0), np.nan)
+        rank = np.where(moving, total ** 2 / np.where(total > 0, (s2 ** 2).sum(-1), 1.0), np.nan)
+        trav = np.full(moving.shape, np.nan)
+        if moving.any():
+            b_idx, c_idx = np.nonzero(moving)
+            trav[b_idx, c_idx] = sep.travelling_index(states[b_idx, :, c_idx], time_axis=1)
+        for b in range(states.shape[0]):
+            for c in range(states.shape[2]):
+                rows.append({"model": label, "dataset": entry["dataset"], "trained": entry["trained"], "steps": steps,
+                             "image": b, "channel": c, "moving": bool(moving[b, c]), "separability": sepa[b, c],
+                             "effective_rank": rank[b, c], "travelling_index": trav[b, c]})
+        norm = s2[moving] / total[moving][:, None]
+        spectra[label] = norm.mean(0) if len(norm) else np.full(s2.shape[-1], np.nan)
+    return pd.DataFrame(rows), spectra
