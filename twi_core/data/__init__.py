@@ -114,8 +114,12 @@ def _generated(module, name: str, *, pass_state_dir: bool = False, **kwargs) -> 
     def get(split, n, seed, root, source):
         key = {"ds": name, "split": split, "seed": seed, "v": module.GENERATOR_VERSION, "px": module.IMAGE_SIZE}
         extra = {"state_dir": paths.data_dir(root)} if pass_state_dir else {}
-        arrays = _cache.cached(paths.data_dir(root), key, n, lambda k: dict(
-            zip(("images", "masks"), module.generate(split, k, seed=seed, **kwargs, **extra))))
+        def make(k):
+            images, masks = module.generate(split, k, seed=seed, **kwargs, **extra)
+            if images.ndim == 4:    # cache colour images as (N, C, H, W): loading then needs no transposing copy
+                images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))         # (N, H, W, C) -> (N, C, H, W)
+            return {"images": images, "masks": masks}
+        arrays = _cache.cached(paths.data_dir(root), {**key, "fmt": "nchw"}, n, make)
         return arrays["images"], arrays["masks"], "generated", {}
     return get
 
@@ -244,18 +248,29 @@ def load(name: str, split: str, *, n: int | None = None, seed: int | None = None
         raise ValueError(f"n={n} exceeds the {split} split of {name!r}, which has {available} images; "
                          f"pass n <= {available} or None")
     images, masks, source_name, extras = spec.get(split, int(n), int(seed), root, src)
-    return SegmentationData(_images_tensor(images, spec.info.channels), torch.from_numpy(np.asarray(masks, np.int64)),
+    return SegmentationData(_images_tensor(images, spec.info.channels), _masks_tensor(masks),
                             spec.info, source_name, split, int(seed), extras)
 
 
 def _images_tensor(images: np.ndarray, channels: int) -> torch.Tensor:
-    """uint8 ``(N, H, W)`` / ``(N, H, W, C)`` or float ``(N, C, H, W)`` -> float32 ``(N, C, H, W)`` in [0, 1]."""
+    """uint8 ``(N, H, W)`` / ``(N, C, H, W)`` / ``(N, H, W, C)`` or float ``(N, C, H, W)`` -> float32 ``(N, C, H, W)``
+    in [0, 1] (uint8 divided by 255, as the authors)."""
     if images.dtype == np.uint8:
-        t = torch.from_numpy(images)
-        t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)                 # (N, H, W[, C]) -> (N, C, H, W)
-        return t.to(torch.float32).div_(255.0).contiguous()
+        t = torch.from_numpy(np.ascontiguousarray(images))
+        if t.ndim == 3:
+            t = t[:, None]                                                        # (N, H, W) -> (N, 1, H, W)
+        elif t.shape[1] != channels:
+            t = t.permute(0, 3, 1, 2).contiguous()                                # (N, H, W, C) -> (N, C, H, W)
+        return t.to(torch.float32).div_(255.0)
     t = torch.as_tensor(images, dtype=torch.float32)
     return t[:, None] if t.ndim == 3 else t
+
+
+def _masks_tensor(masks) -> torch.Tensor:
+    """Any integer masks -> int64 tensor (torch's widening is several times faster than NumPy's here)."""
+    if isinstance(masks, torch.Tensor):
+        return masks.to(torch.int64)
+    return torch.from_numpy(np.ascontiguousarray(masks)).to(torch.int64)
 
 
 def loader(name: str, split: str, *, batch_size: int, shuffle: bool, n: int | None = None, seed: int | None = None,
