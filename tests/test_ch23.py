@@ -148,3 +148,235 @@ def test_class_spectrum_plot_one_normalised_curve_per_foreground_class():
     assert [ln.get_label() for ln in lines] == ["x", "y", "z"]
     np.testing.assert_allclose(lines[0].get_ydata().sum(), 1.0)
     np.testing.assert_allclose(lines[0].get_xdata(), np.arange(1, 6) / 10)
+
+
+# --------------------------------------------------------------------------------------------------- chapter 2
+
+
+from twi_core.chapters import ch2_polygons as ch2  # noqa: E402
+from twi_core.chapters import ch3_table1 as ch3  # noqa: E402
+
+
+def test_polygon_config_is_the_nwm_fft_with_epoch_checkpoints_and_the_preset_scale():
+    cfg = ch2.polygon_config("smoke")
+    assert cfg.dataset == "polygons" and cfg.model["name"] == "nwm" and cfg.model["readout"] == "fft"
+    assert cfg.save_epoch_checkpoints is True
+    assert cfg.model["steps"] == ch2.TABLE["smoke"]["steps"] and cfg.model["dt"] == ch2.TABLE["smoke"]["dt"]
+    # the same call gives the same key (chapter 5 shares the run); any change gives another
+    assert ch2.polygon_config("smoke").key() == cfg.key()
+    assert ch2.polygon_config("smoke", save_epoch_checkpoints=False).key() != cfg.key()
+    assert ch2.polygon_config("smoke", steps=6).key() != cfg.key()
+    assert ch2.polygon_config("smoke", seed=3).seed == 3
+    with pytest.raises(TypeError, match="save_epoch_checkpoints"):
+        ch2.polygon_config("smoke", save_epoch_checkpoints=1)
+    with pytest.raises(ValueError, match="unknown setting"):
+        ch2.polygon_config("smoke", stepz=3)
+
+
+def test_polygon_config_at_paper_preset_is_the_papers_model(monkeypatch):
+    from twi_core.models import paper_config
+
+    monkeypatch.delenv("TWI_PRESET", raising=False)
+    cfg = ch2.polygon_config("paper")
+    assert cfg.model == {**paper_config("polygons", "nwm", "fft")}
+    assert cfg.epochs == 300 and cfg.n_train is None and cfg.batch_size == 64
+
+
+def test_twi_preset_replaces_the_preset_asked_for(monkeypatch):
+    monkeypatch.setenv("TWI_PRESET", "smoke")
+    assert ch2.settings("paper").preset == "smoke"
+    assert ch2.polygon_config("paper").model["steps"] == ch2.TABLE["smoke"]["steps"]
+
+
+def test_run_config_carries_the_notebook_overrides():
+    s = ch2.settings("smoke", epochs=2, n_spectra=4)
+    assert ch2.run_config(s) == ch2.polygon_config("smoke", epochs=2)
+    assert ch2.run_config(ch2.settings("smoke")) == ch2.polygon_config("smoke")
+
+
+def test_book_preset_is_stable_for_the_step_size():
+    from twi_core.models.nwm import max_stable_dt
+
+    for preset in ("smoke", "book", "paper"):
+        assert ch2.TABLE[preset]["dt"] <= max_stable_dt()
+    book = ch2.TABLE["book"]
+    assert book["steps"] * book["dt"] >= 20  # waves at the initial speed cross a polygon's radius (15-20 px)
+
+
+def test_polygon_run_is_trained_once_then_loaded_from_the_store(tmp_cache):
+    s = ch2.settings("smoke", n_train=16, n_val=8, n_test=8, steps=4, n_spectra=8, n_segment=2)
+    run = ch2.train(s, progress=False)
+    assert run.status == "complete" and (run.path / "epochs" / "epoch_001.pt").exists()
+    again = ch2.train(s, progress=False)
+    assert again.path == run.path and again.result["finished"] == run.result["finished"]
+    info = ch2.describe(run)
+    assert info["steps"] == 4 and info["bins"] == 3 and info["images_seen"] == 16
+    assert 0.0 <= info["test_fg_accuracy"] <= 1.0
+    hist = ch2.history_with_images(run)
+    assert hist["images"].tolist() == [16]
+    assert ch2.still_improving(run) is None
+    model = run.model()
+    ex = ch2.example(model, s)
+    assert ex["states"].shape == (1, 4, 2, 64, 64) and ex["magnitudes"].shape == (1, 3, 2, 64, 64)
+    np.testing.assert_allclose(ex["frequencies"], [0, 1 / 0.8, 2 / 0.8])
+    cls, freqs, names, sep = ch2.validation_spectra(model, s)
+    assert cls.counts.sum() == 8 * 64 * 64 and len(names) == 5 and (sep != sep or 0 <= sep <= 1)
+    images, masks, preds, names = ch2.segment(model, s)
+    assert images.shape[0] == 2 and preds.shape == masks.shape
+
+
+def test_still_improving_reads_the_last_validation_losses():
+    class FakeRun:
+        def __init__(self, losses):
+            self.history = pd.DataFrame({"epoch": range(1, len(losses) + 1), "val_loss": losses})
+
+    assert ch2.still_improving(FakeRun([1.0, 0.8, 0.6])) is True
+    assert ch2.still_improving(FakeRun([1.0, 0.5, 0.7])) is False
+    assert ch2.still_improving(FakeRun([1.0])) is None
+
+
+# --------------------------------------------------------------------------------------------------- chapter 3
+
+
+def test_live_points_at_paper_preset_are_the_batch_runners_table1_runs(monkeypatch):
+    from twi_core.reproduce import expand
+
+    monkeypatch.delenv("TWI_PRESET", raising=False)
+    ours = {p["config"].key() for p in ch3.live_points(ch3.settings("paper"))}
+    grid = {p.config.key() for p in expand("table1", preset="paper")}
+    assert ours == grid and len(ours) == 300
+
+
+def test_live_points_at_smoke_cover_the_required_rows_with_several_cnn_seeds():
+    s = ch3.settings("smoke")
+    points = ch3.live_points(s)
+    rows = {(p["dataset"], p["family"], p["variant"]) for p in points}
+    assert {("tetrominoes", "nwm", "linear"), ("tetrominoes", "nwm", "last"), ("tetrominoes", "lstm", "linear"),
+            ("tetrominoes", "cnn", "2"), ("tetrominoes", "cnn", "4"), ("mnist", "nwm", "linear")} <= rows
+    cnn = [p for p in points if p["family"] == "cnn" and p["variant"] == "2"]
+    assert len(cnn) == s.cnn_seeds >= 2 and len({p["config"].key() for p in cnn}) == len(cnn)
+    for p in points:
+        assert p["config"].epochs == s.epochs and p["config"].n_train == s.n_train
+        if "steps" in p["config"].model:
+            assert p["config"].model["steps"] <= s.steps
+    # the book's live runs all see the same images, so they compare at equal data
+    book = ch3.live_points(ch3.settings("book"))
+    assert len({(p["config"].epochs, p["config"].n_train, p["config"].batch_size) for p in book}) == 1
+
+
+def test_run_overrides_refuse_a_none_the_runner_cannot_express():
+    from twi_core.reproduce import RUN_PRESETS
+
+    s = presets_resolve_with(ch3.TABLE, "book", epochs=RUN_PRESETS["book"]["epochs"] + 1,
+                             batch_size=RUN_PRESETS["book"]["batch_size"])
+    assert ch3._run_overrides(s)["epochs"] == RUN_PRESETS["book"]["epochs"] + 1
+    assert "batch_size" not in ch3._run_overrides(s)
+    bad = presets_resolve_with(ch3.TABLE, "book", n_train=None)
+    with pytest.raises(ValueError, match="n_train=None"):
+        ch3._run_overrides(bad)
+
+
+def presets_resolve_with(table, preset, **values):
+    from twi_core.presets import Settings
+
+    return Settings({**table[preset], **values}, preset)
+
+
+def _fake_table():
+    rows = []
+    for family, variant, ious in [("nwm", "linear", [0.5]), ("nwm", "last", [0.2]), ("lstm", "linear", [0.3]),
+                                  ("cnn", "2", [0.0, 0.1]), ("cnn", "4", [0.6, 0.0])]:
+        for seed, iou in enumerate(ious):
+            rows.append({"dataset": "tetrominoes", "family": family, "variant": variant, "seed": seed,
+                         "status": "complete", "fg_accuracy": 2 * iou / (1 + iou), "fg_iou": iou, "fg_loss": 1.0,
+                         "pixel_accuracy": 0.9, "total_iou": 0.8, "pixel_loss": 0.3, "n_params": 1000})
+    return pd.DataFrame(rows)
+
+
+def test_claims_compare_the_nwm_linear_with_each_cnn_depth_and_its_last_readout():
+    c = ch3.claims(_fake_table()).set_index("claim")
+    assert c.loc["NWM-linear leaves the all-background collapse (FG-IoU > 0)", "holds"]
+    assert c.loc["NWM-linear beats CNN L = 2 on FG-IoU", "other"] == pytest.approx(0.05)
+    assert c.loc["NWM-linear beats CNN L = 2 on FG-IoU", "holds"]
+    assert c.loc["NWM-linear beats CNN L = 4 on FG-IoU", "other"] == pytest.approx(0.3)
+    assert c.loc["NWM-linear beats NWM-last on FG-IoU", "holds"]
+    t = _fake_table()
+    t.loc[t["family"] == "nwm", "fg_iou"] = 0.0
+    c = ch3.claims(t).set_index("claim")
+    assert not c["holds"].any()
+
+
+def test_comparison_table_puts_the_papers_row_beside_ours():
+    from twi_core.reproduce import paper_table
+
+    table = ch3.comparison_table(_fake_table()).set_index(["model", "arch."])
+    paper = paper_table().set_index(["dataset", "family", "variant"])
+    ref = paper.loc[("tetrominoes", "nwm", "linear")]
+    row = table.loc[("NWM", "linear")]
+    assert row["FG-IoU (paper)"] == f"{ref['paper_fg_iou_mean']:.2f} ± {ref['paper_fg_iou_std']:.2f}"
+    assert row["FG-IoU (ours)"] == "0.50" and row["runs"] == 1
+    assert table.loc[("CNN", "L = 4"), "FG-IoU (ours)"] == f"{0.3:.2f} ± {np.std([0.6, 0.0], ddof=1):.2f}"
+
+
+def test_cnn_bottleneck_is_zero_exactly_when_the_relu_is_dead():
+    from twi_core.models import build
+
+    torch.manual_seed(0)
+    model = build("cnn", in_channels=3, num_classes=6, image_size=16, depth=2)
+    x = torch.rand(4, 3, 16, 16)
+    assert ch3.cnn_bottleneck(model, x) > 0
+    with torch.no_grad():
+        model.encoder[-3].bias.fill_(-100.0)  # the squeeze conv before the last ReLU
+    assert ch3.cnn_bottleneck(model, x) == 0.0
+    logits = model(x)
+    assert torch.allclose(logits, logits[:, :, :1, :1].expand_as(logits))  # constant over space: one class everywhere
+    with pytest.raises(TypeError, match="CNN"):
+        ch3.cnn_bottleneck(build("nwm", in_channels=3, num_classes=6, image_size=16, steps=4), x)
+
+
+def test_linear_projections_are_what_the_linear_readout_feeds_the_head():
+    from twi_core.models import READOUTS, build
+
+    model = build("nwm", in_channels=1, num_classes=3, image_size=8, steps=6)
+    states = torch.randn(2, 6, 2, 8, 8)
+    proj = ch3.linear_projections(model, states)  # (B, K, C, H, W)
+    feats = READOUTS["linear"](states, model.time_projection.weight)  # (B, H, W, K*C), index k*C + c
+    assert proj.shape == (2, 4, 2, 8, 8)
+    torch.testing.assert_close(proj.permute(0, 3, 4, 1, 2).reshape(2, 8, 8, -1), feats)
+
+
+def test_background_baseline_is_the_background_fraction(tmp_cache):
+    from twi_core import data
+
+    base = ch3.background_baseline("tetrominoes", split="val", n=6)
+    masks = data.load("tetrominoes", "val", n=6).masks
+    per_image = (masks == 0).double().mean(dim=(1, 2))
+    assert base["pixel_accuracy"] == pytest.approx(float(per_image.mean()))
+    assert base["fg_iou"] == 0.0 and base["fg_accuracy"] == 0.0
+    assert base["total_iou"] == pytest.approx(float((per_image / (2 - per_image)).mean()))
+
+
+def test_bar_data_for_figures_11_and_12():
+    ours, paper, order = ch3.readout_bars_data(_fake_table(), "tetrominoes")
+    assert order == ["last", "mean", "max", "fft", "linear"]
+    assert set(ours["hue"]) == {"NWM", "Conv-LSTM"} and len(paper) == 10
+    assert {"fg_iou_mean", "fg_iou_std", "pixel_accuracy_mean"} <= set(paper.columns)
+    ours, paper, order = ch3.depth_bars_data(_fake_table(), "tetrominoes")
+    assert order[:2] == ["CNN\nL=2", "CNN\nL=4"] and order[-1] == "NWM\nlinear" and len(paper) == 7
+    assert "NWM\nlast" not in set(ours["x"])
+
+
+def test_figure5_panels_and_gallery_shapes():
+    from twi_core.models import build
+
+    models = {"NWM": build("nwm", in_channels=3, num_classes=6, image_size=8, steps=12),
+              "Conv-LSTM": build("lstm", in_channels=3, num_classes=6, image_size=8, steps=5)}
+    images = torch.rand(3, 3, 8, 8)
+    panels = ch3.figure5_panels(models, images, sample=1, channel=1, n_panels=4)
+    assert list(panels) == ["NWM\nstates", "NWM\nprojections", "Conv-LSTM\nstates", "Conv-LSTM\nprojections"]
+    assert panels["NWM\nstates"][0].shape == (4, 8, 8) and panels["NWM\nstates"][1][-1] == "t = 12"
+    assert panels["Conv-LSTM\nprojections"][0].shape == (3, 8, 8)  # K = 5 // 2 + 1 bins
+    frames = ch3.state_gallery(models["NWM"], images, samples=[0, 2], stride=5)
+    assert len(frames) == 2 and frames[0].shape == (3, 8, 8)
+    fig = vs.comparison_panel(panels)
+    assert sum(1 for ax in fig.axes if ax.get_images()) == 4 + 4 + 4 + 3

@@ -24,7 +24,8 @@ from twi_core import presets
 from twi_core.analysis import spectra
 from twi_core.train import TrainConfig
 
-__all__ = ["TABLE", "DATASET", "SPECTRA_DATASET", "settings", "polygon_config", "train", "hidden_states",
+__all__ = ["TABLE", "DATASET", "SPECTRA_DATASET", "settings", "polygon_config", "run_config", "still_improving", "history_with_images",
+           "train", "hidden_states",
            "example", "validation_spectra", "segment", "describe"]
 
 #: Dataset the model is trained on (1–2 polygons per image) and the one-polygon set used for the wave figures.
@@ -85,6 +86,33 @@ def polygon_config(preset: str | None = "book", *, save_epoch_checkpoints: bool 
                        save_epoch_checkpoints=save_epoch_checkpoints)
 
 
+def run_config(s: presets.Settings, *, save_epoch_checkpoints: bool = True) -> TrainConfig:
+    """:func:`polygon_config` at the preset of settings ``s``, with the overrides ``s`` carries."""
+    changed = {k: s[k] for k in TABLE[s.preset] if s[k] != TABLE[s.preset][k]}
+    return polygon_config(s.preset, save_epoch_checkpoints=save_epoch_checkpoints, **changed)
+
+
+def history_with_images(run):
+    """The run's learning curves (:attr:`twi_core.runs.Run.history`) with a column ``images``: training images seen at
+    the end of each epoch (full batches only, as the training loop drops the last partial batch)."""
+    history = run.history.copy()
+    n_train = run.result.get("n_images", {}).get("train")
+    if n_train and "epoch" in history:
+        per_epoch = (n_train // run.config.batch_size) * run.config.batch_size
+        history["images"] = history["epoch"] * per_epoch
+    return history
+
+
+def still_improving(run, *, window: int = 2) -> bool | None:
+    """Whether the validation loss of the last epoch is the lowest of the last ``window + 1`` epochs (so more training
+    would likely still help); None when the run has fewer than two epochs of history (too short to tell)."""
+    history = run.history
+    if len(history) < 2 or "val_loss" not in history:
+        return None
+    tail = history["val_loss"].iloc[-(window + 1):]
+    return bool(tail.iloc[-1] <= tail.min())
+
+
 def train(s: presets.Settings, *, store=None, progress: bool = True):
     """The chapter's run (from the store when it exists, else trained and stored): a :class:`twi_core.runs.Run`.
 
@@ -95,7 +123,7 @@ def train(s: presets.Settings, *, store=None, progress: bool = True):
     """
     from twi_core import runs
 
-    config = polygon_config(s.preset, **{k: s[k] for k in TABLE[s.preset] if s[k] != TABLE[s.preset][k]})
+    config = run_config(s)
     run = runs.obtain(config, store=store, progress=progress,
                       labels={"grid": "chapter2", "dataset": DATASET, "family": "nwm", "variant": "fft",
                               "seed": config.seed, "preset": s.preset})

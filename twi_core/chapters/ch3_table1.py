@@ -23,7 +23,8 @@ from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
            "claims", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
-           "linear_projections", "predictions", "spectra_of"]
+           "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
+           "depth_bars_data"]
 
 FAMILY_TITLES = {"nwm": "NWM", "lstm": "Conv-LSTM", "cnn": "CNN", "unet": "U-Net"}
 
@@ -39,8 +40,8 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                        ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                        ["mnist", "nwm", "linear"]],
-              "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 16, "lr": 1e-3, "n_train": 32, "n_val": 16,
-              "n_test": 16, "steps": 8, "n_gallery": 2, "gif_stride": 1},
+              "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 16, "lr": 1e-3, "n_train": 16, "n_val": 8,
+              "n_test": 8, "steps": 8, "n_gallery": 2, "gif_stride": 1},
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                       ["mnist", "nwm", "linear"]],
@@ -243,13 +244,14 @@ def cnn_dead_seeds(live: LiveRuns, *, n_images: int = 32) -> pd.DataFrame:
 
 
 def background_baseline(dataset: str, *, split: str = "test", n: int | None = None) -> dict[str, float]:
-    """Scores of the "all background" predictor on a split: pixel accuracy = background fraction, every IoU and
-    FG metric 0 (the red dashed line of the paper's Figures 11–12)."""
-    from twi_core import data
+    """Scores of the "all background" predictor on a split, through the same metric functions as the runs (the red
+    dashed line of the paper's Figures 11–12): pixel accuracy is the background fraction, FG metrics are 0."""
+    from twi_core import data, metrics
 
     masks = data.load(dataset, split, n=n).masks
-    return {"pixel_accuracy": float((masks == 0).double().mean()), "total_iou": 0.0, "fg_accuracy": 0.0,
-            "fg_iou": 0.0}
+    zeros = torch.zeros_like(masks)
+    return {name: float(torch.nanmean(getattr(metrics, name)(zeros, masks).double()))
+            for name in ("pixel_accuracy", "total_iou", "fg_accuracy", "fg_iou")}
 
 
 @torch.no_grad()
@@ -321,6 +323,54 @@ def state_gallery(model: torch.nn.Module, images: torch.Tensor, *, samples, chan
         raise TypeError("state_gallery needs a recurrent model")
     ch = min(channel, states.shape[2] - 1)
     return [state_frames(states, sample=i, channel=ch, stride=stride) for i in range(len(idx))]
+
+
+#: Readouts in the paper's figure order.
+READOUT_ORDER = ["last", "mean", "max", "fft", "linear"]
+_BAR_METRICS = ("fg_accuracy", "fg_iou", "pixel_accuracy", "total_iou")
+
+
+def _paper_bars(dataset: str, rows: list[tuple[str, str]], *, x_of, hue_of) -> pd.DataFrame:
+    from twi_core.reproduce import paper_table
+
+    paper = paper_table()
+    out = []
+    for family, variant in rows:
+        ref = paper[(paper["dataset"] == dataset) & (paper["family"] == family) & (paper["variant"] == str(variant))]
+        if ref.empty:
+            continue
+        row = {"x": x_of(family, variant), "hue": hue_of(family, variant)}
+        for m in _BAR_METRICS:
+            row[f"{m}_mean"] = ref[f"paper_{m}_mean"].iloc[0] if f"paper_{m}_mean" in ref else float("nan")
+            row[f"{m}_std"] = ref[f"paper_{m}_std"].iloc[0] if f"paper_{m}_std" in ref else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def readout_bars_data(table: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Data of the paper's Figure 11 for one dataset: ``(ours, paper, order)`` with columns ``x`` (readout) and
+    ``hue`` (model), for :func:`twi_core.viz.states.readout_bars`. Ours: the complete recurrent live runs."""
+    ok = table[(table["status"] == "complete") & (table["dataset"] == dataset) & table["family"].isin(["nwm", "lstm"])]
+    ours = ok.assign(x=ok["variant"], hue=ok["family"].map(FAMILY_TITLES))
+    paper = _paper_bars(dataset, [(f, v) for f in ("lstm", "nwm") for v in READOUT_ORDER],
+                        x_of=lambda f, v: v, hue_of=lambda f, v: FAMILY_TITLES[f])
+    return ours, paper, READOUT_ORDER
+
+
+def depth_bars_data(table: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Data of the paper's Figure 12 for one dataset: CNN depths beside the recurrent models with the linear readout.
+
+    Returns ``(ours, paper, order)``; ``x`` is ``"CNN\\nL=2"`` ... ``"Conv-LSTM\\nlinear"``, ``"NWM\\nlinear"``
+    (two-line tick labels)."""
+    def label(family, variant):
+        return f"CNN\nL={variant}" if family == "cnn" else f"{FAMILY_TITLES[family]}\n{variant}"
+
+    ok = table[(table["status"] == "complete") & (table["dataset"] == dataset)]
+    ok = ok[(ok["family"] == "cnn") | (ok["variant"] == "linear")]
+    ours = ok.assign(x=[label(f, v) for f, v in zip(ok["family"], ok["variant"])], hue=dataset)
+    rows = [("cnn", d) for d in (2, 4, 8, 16, 32)] + [("lstm", "linear"), ("nwm", "linear")]
+    paper = _paper_bars(dataset, rows, x_of=label, hue_of=lambda f, v: dataset)
+    return ours, paper, [label(f, v) for f, v in rows]
 
 
 def stored_full_scale(store=None) -> pd.DataFrame:

@@ -316,7 +316,8 @@ def prediction_panel(images, truth, prediction, *, num_classes: int, class_names
 def readout_bars(ours: pd.DataFrame, *, x: str, hue: str, metrics: Sequence[str],
                  paper: pd.DataFrame | None = None, baselines: Mapping[str, float] | None = None,
                  order: Sequence | None = None, hue_order: Sequence | None = None,
-                 metric_labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
+                 metric_labels: Mapping[str, str] | None = None, title: str | None = None, ncols: int = 2,
+                 xlabel: str | None = None) -> Figure:
     """Bars of our runs per ``x`` (readout or CNN depth) and ``hue`` (model), beside the paper's numbers.
 
     The paper's Figures 11 and 12 in one form: one subplot per metric; bars are our mean over runs with every run as a
@@ -328,6 +329,8 @@ def readout_bars(ours: pd.DataFrame, *, x: str, hue: str, metrics: Sequence[str]
     ours : one row per run, columns ``x``, ``hue`` and each metric.
     paper : optional, columns ``x``, ``hue``, ``{metric}_mean`` and ``{metric}_std``.
     baselines : ``{metric: value of the all-background predictor}``.
+    ncols : subplots per row.
+    xlabel : label of the x axes (default: the ``x`` column's name).
     """
     for col in (x, hue, *metrics):
         if col not in ours.columns:
@@ -340,10 +343,16 @@ def readout_bars(ours: pd.DataFrame, *, x: str, hue: str, metrics: Sequence[str]
     hue_order = list(hue_order) if hue_order is not None else list(dict.fromkeys(ours[hue]))
     palette = plt.get_cmap("tab10").colors
     width = 0.8 / max(1, len(hue_order))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.2, 0.9 * len(order) + 1.5) * len(metrics), 3.2),
+    if not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int; got {ncols!r}")
+    ncols = min(ncols, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.2, 0.8 * len(order) + 1.2) * ncols, 2.9 * nrows + 0.4),
                              squeeze=False, constrained_layout=True)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
     for m_i, metric in enumerate(metrics):
-        ax = axes[0, m_i]
+        ax = axes.flat[m_i]
         labelled: set = set()
         for h_i, h in enumerate(hue_order):
             offset = (h_i - (len(hue_order) - 1) / 2) * width
@@ -363,9 +372,12 @@ def readout_bars(ours: pd.DataFrame, *, x: str, hue: str, metrics: Sequence[str]
                                     ms=5, capsize=3, zorder=4)
         if metric in baselines:
             ax.axhline(baselines[metric], color="red", ls="--", lw=1.2, zorder=5)
-        ax.set_xticks(range(len(order)), [str(o) for o in order])
-        ax.set_xlabel(x)
+        ax.set_xticks(range(len(order)), [str(o) for o in order], fontsize=8)
+        ax.set_xlabel(x if xlabel is None else xlabel)
+        if "loss" not in metric:
+            ax.set_ylim(0, 1.05)
         ax.set_title(labels.get(metric, metric), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
     handles, names = axes[0, 0].get_legend_handles_labels()
     uniq = dict(zip(names, handles))
     if paper is not None:
