@@ -48,8 +48,9 @@ def regular_polygon(*, sides: int, radius: float, centre: tuple[float, float], a
 
     Examples
     --------
-    >>> regular_polygon(sides=4, radius=10, centre=(32, 32), angle=np.pi / 4).sum()  # a 14.1 px square
-    np.int64(196)
+    >>> sq = regular_polygon(sides=4, radius=10, centre=(32, 32), angle=np.pi / 4)  # side 14.14 px, rows 24.9..39.1
+    >>> int(sq.sum()), int(sq[25:40, 25:40].sum())   # the 15 x 15 pixel centres inside
+    (225, 225)
     """
     theta = angle + 2 * np.pi * np.arange(sides) / sides
     rows = centre[0] + radius * np.sin(theta)
