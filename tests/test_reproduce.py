@@ -174,7 +174,7 @@ def test_aggregate_cli_writes_csv(tmp_path, capsys):
 
 # -- the batch itself: papermill, faults, submitit ---------------------------------------------------------------------
 
-TINY = ["--set", "n_train=16", "--set", "n_val=8", "--set", "n_test=8", "--set", "steps=4"]
+TINY = ["--set", "n_train=8", "--set", "n_val=4", "--set", "n_test=4", "--set", "steps=4"]
 
 
 def _batch(out: Path, *extra: str) -> subprocess.Popen:
@@ -236,6 +236,6 @@ def test_batch_survives_sigkill_and_a_corrupt_record(tmp_cache):
 def test_slurm_path_through_submitits_local_executor(tmp_cache):
     summary = reproduce.run_grid("smoke", preset="smoke", jobs=2, out=tmp_cache / "slurm", executor="slurm",
                                  cluster="local", seeds=[0],
-                                 overrides={"n_train": 16, "n_val": 8, "n_test": 8, "steps": 4}, echo=lambda s: None)
+                                 overrides={"n_train": 8, "n_val": 4, "n_test": 4, "steps": 4}, echo=lambda s: None)
     assert set(summary["status"]) == {"complete"}
     assert (tmp_cache / "slurm" / "_submitit").exists()

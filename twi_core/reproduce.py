@@ -311,8 +311,12 @@ def _slurm(points: list[Point], *, jobs: int, submit_args: tuple, out: Path, clu
         try:
             rows.append(job.result())
         except Exception as err:  # a job killed by the scheduler: recorded, the others go on
-            rows.append({"run": point.config.key(), "status": "error", "result": "error", "seconds": None,
-                         "error": f"{type(err).__name__}: {err}"})
+            from twi_core import runs
+
+            runs.record_error(point.config, f"submitit job failed: {type(err).__name__}: {err}",
+                              store=submit_args[0], labels=point.labels())
+            rows.append({"run": runs.run_dir(point.config, store=submit_args[0]).name, "status": "error",
+                         "result": "error", "seconds": None})
     return rows
 
 
@@ -378,7 +382,8 @@ def run_grid(grid: str, *, preset: str | None = "book", jobs: int = 1, out: str 
                  **p.labels()} for p in points]
         return pd.DataFrame(rows)
     store.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # Share this machine's cores between local jobs; a cluster job uses what it was given.
+    threads = max(1, (os.cpu_count() or 1) // jobs) if executor == "local" else None
     submit_args = (str(store), str(notebook), device, threads)
     t0 = time.perf_counter()
     done = EXECUTORS[executor](todo, jobs=jobs, submit_args=submit_args, out=store, cluster=cluster, slurm=slurm)
