@@ -1,0 +1,87 @@
+"""Plain vs fast NWM training step, side by side in one process: medians, ratio, FLOP-limit fraction, memory, equality.
+
+Usage::
+
+    python benchmarks/bench_nwm.py                      # Tetrominoes NWM-linear at B = 16, 32 + Multi-MNIST memory
+    python benchmarks/bench_nwm.py --batch 16 32 64 --repeats 5 --json book/_data/perf_nwm.json
+
+A "training step" here is forward, cross-entropy and backward (the optimizer's update is ~2 ms and the same for both).
+Timings are medians of ``--repeats`` interleaved steps (fast, plain, fast, plain, ...); the machine is shared, so read
+the ratios. The fraction of the FLOP limit is reported against the nominal 138 GFLOP/s fp32 GEMM rate of this CPU and
+against the GEMM rate measured in the same process around the timed steps ("live").
+Multi-MNIST (C = 16, 128×128, T = 100) is measured at a reduced batch (``--mm-batch``, default 1) for memory and
+gradient equality; saved-for-backward bytes scale linearly with the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from twi_core._io import atomic_write_text
+from twi_core.models import engine
+from twi_core.models._engine_bench import bench_training_step, machine, peak_rss_step
+from twi_core.models.registry import paper_config
+
+
+def _cfg(dataset: str, readout: str = "linear") -> dict:
+    cfg = paper_config(dataset, "nwm", readout)
+    cfg.pop("name")
+    return {"name": "nwm", **cfg}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--readouts", nargs="+", default=["linear"], help="Tetrominoes readouts to time")
+    parser.add_argument("--mm-batch", type=int, default=1, help="Multi-MNIST batch for memory (0: skip)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here (e.g. book/_data/perf_nwm.json)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"machine": machine(), "tetrominoes": [], "multi_mnist": None}
+    print(f"machine: {result['machine']}")
+    print(f"{'readout':>8} {'B':>4} {'plain s':>8} {'fast s':>8} {'ratio':>6} {'limit s':>8} {'frac':>6} "
+          f"{'frac live':>9} {'saved plain':>12} {'saved fast':>11} {'fwd rel':>8} {'grad rel':>8}")
+    for readout in args.readouts:
+        for batch in args.batch:
+            r = bench_training_step(_cfg("tetrominoes", readout), batch, repeats=args.repeats)
+            r["readout"] = readout
+            result["tetrominoes"].append(r)
+            print(f"{readout:>8} {batch:>4} {r['plain_s']:8.3f} {r['fast_s']:8.3f} {r['ratio']:6.2f} "
+                  f"{r['limit_s_nominal']:8.3f} {r['fraction_nominal']:6.2f} {r['fraction_live']:9.2f} "
+                  f"{r['saved_bytes_plain'] / 2**20:10.0f}Mi {r['saved_bytes_fast'] / 2**20:9.0f}Mi "
+                  f"{r['forward_rel']:8.1e} {r['grad_rel_max']:8.1e}", flush=True)
+    if args.mm_batch:
+        # Checkpoint as the engine would at B = 64: its save budget scaled down by the batch reduction.
+        engine.SAVE_BUDGET_BYTES = engine.SAVE_BUDGET_BYTES * args.mm_batch // 64
+        r = bench_training_step(_cfg("multi_mnist"), args.mm_batch, repeats=1)
+        r["segment"] = engine.choose_segment(100, 16 * 128 * 128 * 4 * args.mm_batch)
+        cfg = _cfg("multi_mnist")
+        for which in ("plain", "fast"):  # peak RSS of one step, each in a fresh process
+            r[f"peak_rss_{which}"] = peak_rss_step(cfg, args.mm_batch, which, budget=engine.SAVE_BUDGET_BYTES)
+        result["multi_mnist"] = r
+        share = r["saved_bytes_fast"] / r["saved_bytes_plain"]
+        print(f"\nMulti-MNIST NWM-linear (C=16, 128x128, T=100) at B={args.mm_batch}: saved for backward "
+              f"plain {r['saved_bytes_plain'] / 2**20:.0f} MiB, fast {r['saved_bytes_fast'] / 2**20:.0f} MiB "
+              f"({share:.3f} of plain, segment {r['segment']}; x{64 // args.mm_batch} for B=64: plain "
+              f"{r['saved_bytes_plain'] * 64 / args.mm_batch / 2**30:.1f} GiB, fast "
+              f"{r['saved_bytes_fast'] * 64 / args.mm_batch / 2**30:.1f} GiB); step plain {r['plain_s']:.2f} s, "
+              f"fast {r['fast_s']:.2f} s; peak RSS of a step plain "
+              f"{r['peak_rss_plain'] / 2**20:.0f} MiB, fast {r['peak_rss_fast'] / 2**20:.0f} MiB "
+              f"({r['peak_rss_fast'] / r['peak_rss_plain']:.3f}); forward rel {r['forward_rel']:.1e}, grad rel {r['grad_rel_max']:.1e}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Measurement helpers for the fast NWM engine: FLOP counts, side-by-side step timing, saved bytes, equality checks.
+
+Used by ``benchmarks/bench_nwm.py``, ``benchmarks/bench_scaling.py`` and the appendix page "Performance". Timings are
+always taken plain and fast **interleaved in one process** and reported as medians and ratios, because the development
+machine's 2 cores are shared.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "bench_training_step",
+    "compare_models",
+    "machine",
+    "matmul_gflops",
+    "model_pair",
+    "peak_rss_step",
+    "saved_bytes",
+    "time_interleaved",
+    "training_flops_per_image",
+]
+
+#: fp32 matmul throughput of the development machine (2-core AMD EPYC, AVX-512), DESIGN.md §7, GFLOP/s.
+NOMINAL_GFLOPS = 138.0
+
+
+def machine() -> dict[str, Any]:
+    """A short description of where a measurement ran (CPU model, threads, torch version, device)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def model_pair(config: dict[str, Any], *, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """``(fast, plain)``: the same NWM weights with ``engine='fast'`` and ``engine='plain'``."""
+    from twi_core.models.registry import build
+
+    torch.manual_seed(seed)
+    fast = build(**{**config, "engine": "fast"})
+    plain = build(**{**config, "engine": "plain"})
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+def _batch(config: dict[str, Any], batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    size, c_in, n = config["image_size"], config["in_channels"], config["num_classes"]
+    x = torch.rand(batch, c_in, size, size, generator=g)
+    target = torch.randint(0, n, (batch, size, size), generator=g)
+    return x, target
+
+
+def _step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    F.cross_entropy(logits, target).backward()
+    return logits.detach()
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], *, repeats: int = 3, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function, called in turn (a, b, a, b, ...) after ``warmup`` calls each."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+def matmul_gflops(*, size: int = 1024, repeats: int = 5) -> float:
+    """Median fp32 GEMM throughput measured now (GFLOP/s): the live FLOP limit under the current machine load."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    t = time_interleaved({"mm": lambda: a @ b}, repeats=repeats)["mm"]
+    return 2 * size**3 / statistics.median(t) / 1e9
+
+
+def training_flops_per_image(config: dict[str, Any]) -> float:
+    """FLOPs of one training step per image (forward + backward ≈ 3 × forward), counted from the architecture.
+
+    Forward multiply-accumulates per pixel: encoders (3×3 convs), the recurrence (9·C²·T), the time projection (K·C·T,
+    ``linear`` only) and the per-pixel head; FLOPs = 2 × MACs. For the Tetrominoes NWM-linear this is 0.753 GMAC per
+    image forward (reference notes §11.3).
+    """
+    from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
+
+    c_in, c_m, c = config["in_channels"], config.get("mid_channels", 16), config.get("hidden_channels", 2)
+    steps, n = config.get("steps", 100), config["num_classes"]
+    readout, head = config.get("readout", "linear"), config.get("head", "default")
+    enc = 2 * (9 * c_in * c_m + 9 * c_m * c_m + 9 * c_m * c) + (9 * c_in * c_m + 2 * 9 * c_m * c_m + 9 * c_m * c)
+    rec = 9 * c * c * steps
+    proj = num_frequency_bins(steps) * c * steps if readout == "linear" else 0
+    widths = (READOUTS[readout].num_features(channels=c, steps=steps), *HEADS[head], n)
+    mlp = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    pixels = config["image_size"] ** 2
+    return 3 * 2 * (enc + rec + proj + mlp) * pixels
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> int:
+    """Bytes autograd holds for the backward pass after the forward (distinct storages, measured with hooks)."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(x), target)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def compare_models(fast: nn.Module, plain: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Relative differences (L2) of logits and of every parameter gradient (the worst one) between the two models."""
+    logits_fast = _step(fast, x, target)
+    logits_plain = _step(plain, x, target)
+    worst = 0.0
+    for p, q in zip(fast.parameters(), plain.parameters()):
+        if q.grad is not None and float(q.grad.norm()) > 0:
+            worst = max(worst, _rel(p.grad, q.grad))
+    return {"forward_rel": _rel(logits_fast, logits_plain), "grad_rel_max": worst}
+
+
+def bench_training_step(config: dict[str, Any], batch: int, *, repeats: int = 3, check: bool = True,
+                        memory: bool = True) -> dict[str, Any]:
+    """Plain vs fast training step (forward + cross-entropy + backward) of one NWM configuration, side by side.
+
+    Returns medians (seconds), the ratio plain/fast, saved-for-backward bytes of both, the equality checks, the FLOPs
+    per step and the fraction of the fp32 FLOP limit (nominal 138 GFLOP/s, and live: measured GEMM rate right now).
+    """
+    fast, plain = model_pair(config)
+    x, target = _batch(config, batch)
+    out: dict[str, Any] = {"batch": batch, "config": {k: config[k] for k in sorted(config)}}
+    if check:
+        out.update(compare_models(fast, plain, x, target))
+    if memory:
+        out["saved_bytes_fast"] = saved_bytes(fast, x, target)
+        out["saved_bytes_plain"] = saved_bytes(plain, x, target)
+    gflops_before = matmul_gflops()
+    times = time_interleaved({"fast": lambda: _step(fast, x, target), "plain": lambda: _step(plain, x, target)},
+                             repeats=repeats, warmup=0 if check else 1)
+    gflops_live = 0.5 * (gflops_before + matmul_gflops())
+    fast_s, plain_s = statistics.median(times["fast"]), statistics.median(times["plain"])
+    flops = training_flops_per_image(config) * batch
+    out.update(
+        fast_s=fast_s, plain_s=plain_s, ratio=plain_s / fast_s, times=times, flops=flops,
+        limit_s_nominal=flops / (NOMINAL_GFLOPS * 1e9), fraction_nominal=flops / (NOMINAL_GFLOPS * 1e9) / fast_s,
+        plain_fraction_nominal=flops / (NOMINAL_GFLOPS * 1e9) / plain_s,
+        gemm_gflops_live=gflops_live, fraction_live=flops / (gflops_live * 1e9) / fast_s,
+    )
+    return out
+
+
+_RSS_CHILD = """
+import json, sys, torch
+from twi_core.models import engine
+from twi_core.models._engine_bench import _batch, _step, model_pair
+config, batch, which, budget = json.loads(sys.argv[1])
+engine.SAVE_BUDGET_BYTES = budget
+fast, plain = model_pair(config)
+model = fast if which == "fast" else plain
+x, target = _batch(config, batch)
+def hwm():  # peak RSS of this process image (ru_maxrss would include the parent's peak inherited at fork)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+before = hwm()
+_step(model, x, target)
+print(json.dumps(hwm() - before))
+"""
+
+
+def peak_rss_step(config: dict[str, Any], batch: int, which: str, *, budget: int | None = None) -> int:
+    """Peak resident memory added by one training step (bytes), measured in a fresh Python process.
+
+    ``which`` is ``'fast'`` or ``'plain'``; ``budget`` replaces the engine's save budget in the child (to checkpoint as
+    at a larger batch).
+    """
+    import json
+    import subprocess
+    import sys
+
+    from twi_core.models import engine
+
+    if which not in ("fast", "plain"):
+        raise ValueError(f"which must be 'fast' or 'plain', got {which!r}")
+    args = json.dumps([config, batch, which, engine.SAVE_BUDGET_BYTES if budget is None else budget])
+    done = subprocess.run([sys.executable, "-c", _RSS_CHILD, args], capture_output=True, text=True, check=True)
+    return int(json.loads(done.stdout.strip().splitlines()[-1]))
