@@ -1,0 +1,162 @@
+"""Chapter 4 and 5 orchestration: settings, run configurations shared with the runner and chapter 2, tables, summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from twi_core.chapters import ch4_multi_mnist as ch4
+from twi_core.chapters import ch5_wavelengths as ch5
+
+
+# ---------------------------------------------------------------------------------------------------------------- ch4
+
+def test_ch4_settings_validate_and_describe():
+    s = ch4.settings("smoke")
+    assert s.preset == "smoke" and "smoke" in ch4.describe(s)
+    with pytest.raises(ValueError, match="widths"):
+        ch4.settings("smoke", widths=[6])
+    with pytest.raises(ValueError, match="unknown setting"):
+        ch4.settings("smoke", width=[2])
+
+
+def test_ch4_points_cap_the_nwm_rollout_and_match_the_runner_at_paper_scale(monkeypatch):
+    s = ch4.settings("smoke")
+    points = ch4.live_points(s)
+    families = [(p["family"], p["variant"]) for p in points]
+    assert families[0] == ("nwm", "linear")
+    assert {("unet", str(w)) for w in s.widths} <= set(families)
+    nwm = points[0]["config"]
+    assert nwm.model["steps"] == s.steps and nwm.model["hidden_channels"] == 16 and nwm.model["head"] == "small"
+    assert nwm.n_train == s.n_train and nwm.epochs == s.epochs and nwm.dataset == "multi_mnist"
+    # at the paper preset the chapter asks for exactly the batch runner's Table 2 runs
+    monkeypatch.delenv("TWI_PRESET", raising=False)
+    from twi_core.reproduce import expand
+
+    paper = ch4.live_points(ch4.settings("paper", seeds=2))
+    ours = {p["config"].key() for p in paper}
+    runner = {pt.config.key() for pt in expand("table2", preset="paper", seeds=[0, 1])}
+    assert ours == runner
+
+
+def test_ch4_paper_parameter_counts():
+    # the paper's Table 2 and the reference notes (section 2.6): 54,855 and 30,745 / 68,834 / 122,071 / 190,456
+    counts = ch4.paper_parameters()
+    assert counts == {"NWM (linear)": 54855, "U-Net 2c": 30745, "U-Net 3c": 68834, "U-Net 4c": 122071,
+                      "U-Net 5c": 190456}
+
+
+def test_ch4_comparison_table_puts_ours_beside_the_paper():
+    table = pd.DataFrame([
+        {"family": "nwm", "variant": "linear", "seed": 0, "status": "complete", "fg_accuracy": 0.5, "fg_iou": 0.4,
+         "fg_loss": 1.0, "n_params": 40000},
+        {"family": "nwm", "variant": "linear", "seed": 1, "status": "complete", "fg_accuracy": 0.7, "fg_iou": 0.6,
+         "fg_loss": 0.8, "n_params": 40000},
+        {"family": "unet", "variant": "2", "seed": 0, "status": "failed", "fg_accuracy": np.nan, "fg_iou": np.nan,
+         "fg_loss": np.nan, "n_params": 30745},
+    ])
+    out = ch4.comparison_table(table).set_index("model")
+    assert list(out.index) == ["NWM (linear)", "U-Net 2c"]
+    nwm = out.loc["NWM (linear)"]
+    assert nwm["FG-IoU (ours)"] == f"{0.5:.2f} ± {np.std([0.4, 0.6], ddof=1):.2f}"
+    assert nwm["seeds"] == 2 and nwm["params (paper config)"] == "54,855"
+    from twi_core.reproduce import paper_table
+
+    ref = paper_table().query("dataset == 'multi_mnist' and family == 'nwm'").iloc[0]
+    assert nwm["FG-IoU (paper)"] == f"{ref['paper_fg_iou_mean']:.2f} ± {ref['paper_fg_iou_std']:.2f}"
+    assert out.loc["U-Net 2c", "FG-IoU (ours)"] == "–" and out.loc["U-Net 2c", "seeds"] == 0
+
+
+def test_ch4_digit_pixel_lies_on_the_first_digit():
+    mask = torch.zeros(32, 32, dtype=torch.int64)
+    mask[5:15, 20:24] = 3
+    mask[20:30, 2:6] = 1
+    i, j = ch4.digit_pixel(mask)
+    assert int(mask[i, j]) == 1            # the smallest label present
+    assert ch4.digit_pixel(torch.zeros(8, 8, dtype=torch.int64)) == (4, 4)
+
+
+class _Wave(nn.Module):
+    """A toy recurrent model with the package's contract: y_{t+1} = tanh(K * y_t + x)."""
+
+    def __init__(self, steps=5):
+        super().__init__()
+        self.config = {"steps": steps}
+        self.k = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+        nn.init.constant_(self.k.weight, 0.2)
+        self.head = nn.Conv2d(1, 3, 1)
+
+    def forward(self, x, return_states=False):
+        y, seq = torch.zeros_like(x), []
+        for _ in range(self.config["steps"]):
+            y = torch.tanh(self.k(y) + x)
+            seq.append(y)
+        states = torch.stack(seq, 1)                                       # (B, T, 1, H, W)
+        logits = self.head(states.mean(1))
+        return (logits, states) if return_states else logits
+
+
+def test_ch4_receptive_fields_grow_with_the_recurrence():
+    s = ch4.settings("smoke", rf_times=5)
+    ff = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1)).eval()
+    r = ch4.receptive_fields(_Wave(steps=5).eval(), {"conv": ff}, torch.rand(1, 21, 21), pixel=(10, 10), s=s)
+    assert r["times"] == [0, 1, 2, 3, 4]
+    assert r["state_maps"].shape == (5, 21, 21)
+    support = [int((m > 0).sum()) for m in r["state_maps"]]
+    assert support == [(2 * t + 1) ** 2 for t in range(5)]      # y_1 sees x(p) only; one pixel more per step
+    assert set(r["outputs"]) == {"NWM", "conv"} and int((r["outputs"]["conv"] > 0).sum()) == 9
+
+
+# ---------------------------------------------------------------------------------------------------------------- ch5
+
+def test_ch5_settings_validate():
+    with pytest.raises(ValueError, match="scheme"):
+        ch5.settings("smoke", scheme="central")
+    with pytest.raises(ValueError, match="extra_seeds"):
+        ch5.settings("smoke", extra_seeds=[0])
+
+
+def test_ch5_seed_zero_is_chapter_twos_run():
+    from twi_core.chapters import ch2_polygons as ch2
+
+    s = ch5.settings("smoke")
+    configs = ch5.figure10_configs(s)
+    assert [seed for seed, _ in configs] == [0, *s.extra_seeds]
+    assert configs[0][1].key() == ch2.run_config(ch2.settings("smoke")).key()
+    for seed, cfg in configs:
+        assert cfg.save_epoch_checkpoints and cfg.seed == seed and cfg.dataset == "polygons"
+    extra = configs[1][1]
+    assert extra.epochs == s.extra_epochs and extra.n_train == s.extra_n_train
+    assert extra.model == configs[0][1].model
+
+
+def test_ch5_correlations():
+    epochs = np.arange(6)
+    loss = np.exp(-epochs / 2.0)
+    curves = pd.DataFrame(
+        [{"seed": 0, "epoch": e, "val_loss": l, "frac_above": 0.5 + 0.1 * (1 - l)} for e, l in zip(epochs, loss)]
+        + [{"seed": 1, "epoch": e, "val_loss": l, "frac_above": 0.9 - 0.2 * (1 - l)} for e, l in zip(epochs[:4], loss)])
+    per_seed, summary = ch5.correlations(curves)
+    np.testing.assert_allclose(per_seed["r"], [1.0, -1.0], atol=1e-12)
+    assert per_seed["checkpoints"].tolist() == [6, 4]
+    assert summary["n_seeds"] == 2 and summary["mean_r"] == pytest.approx(0.0, abs=1e-12)
+    assert summary["std_r"] == pytest.approx(np.sqrt(2))
+    # the seed-averaged curve uses the 4 epochs both seeds have: 0.7 - 0.05 (1 - l), anti-correlated with -loss
+    assert summary["r_of_mean"] == pytest.approx(-1.0)
+    one = ch5.correlations(curves[curves["seed"] == 0])[1]
+    assert np.isnan(one["std_r"]) and one["mean_r"] == pytest.approx(1.0)
+
+
+def test_ch5_synthetic_validation_meets_two_percent():
+    v = ch5.synthetic_validation(size=48, steps=40, period=10.0, directions=(0.0, 1.0))
+    trav, stand = v[v["wave"] == "travelling"], v[v["wave"] == "standing"]
+    assert len(trav) == 3 * 2 * 2 and (trav["max_rel_error"] < 0.02).all()
+    # away from nodal lines a standing wave's phase is uniform (wavelength beyond the image); next to them it jumps by
+    # pi: with nodal lines 8 px apart most locations are uniform, and shorter waves leave fewer such locations
+    fwd = stand[stand["scheme"] == "forward"]
+    assert (fwd[fwd["wavelength"] == 16.0]["frac_above_image"] > 0.85).all()
+    by_lam = fwd.groupby("wavelength")["frac_above_image"].mean()
+    assert by_lam.is_monotonic_increasing
