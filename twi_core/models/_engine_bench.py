@@ -21,7 +21,9 @@ __all__ = [
     "compare_models",
     "machine",
     "matmul_gflops",
+    "live_comparison",
     "model_pair",
+    "page_settings",
     "peak_rss_step",
     "saved_bytes",
     "time_interleaved",
@@ -211,3 +213,27 @@ def peak_rss_step(config: dict[str, Any], batch: int, which: str, *, budget: int
     args = json.dumps([config, batch, which, engine.SAVE_BUDGET_BYTES if budget is None else budget])
     done = subprocess.run([sys.executable, "-c", _RSS_CHILD, args], capture_output=True, text=True, check=True)
     return int(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+#: Scale of the live measurement on the appendix page "Performance" (stored full measurements come from benchmarks/).
+PAGE_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"live_batch": 2, "live_steps": 20, "live_size": 16, "repeats": 1},
+    "book": {"live_batch": 8, "live_steps": 100, "live_size": 64, "repeats": 3},
+    "paper": {"live_batch": 32, "live_steps": 100, "live_size": 64, "repeats": 5},
+}
+
+
+def page_settings(preset: str | None = None, **overrides: Any):
+    """The page's settings at ``preset`` (``$TWI_PRESET`` wins), through :func:`twi_core.presets.resolve`."""
+    from twi_core.presets import resolve
+
+    return resolve(PAGE_PRESETS, preset, **overrides)
+
+
+def live_comparison(settings) -> dict[str, Any]:
+    """The Tetrominoes NWM-linear at the page's scale: plain vs fast step, side by side, with the equality checks."""
+    from twi_core.models.registry import paper_config
+
+    config = {**paper_config("tetrominoes", "nwm", "linear"), "steps": settings.live_steps,
+              "image_size": settings.live_size}
+    return bench_training_step(config, settings.live_batch, repeats=settings.repeats)
