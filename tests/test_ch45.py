@@ -160,3 +160,15 @@ def test_ch5_synthetic_validation_meets_two_percent():
     assert (fwd[fwd["wavelength"] == 16.0]["frac_above_image"] > 0.85).all()
     by_lam = fwd.groupby("wavelength")["frac_above_image"].mean()
     assert by_lam.is_monotonic_increasing
+
+
+def test_ch5_initial_model_is_the_runs_initialisation():
+    from twi_core import train
+
+    cfg = ch5.figure10_configs(ch5.settings("smoke"))[1][1]
+    train._seed_everything(cfg.seed)
+    reference = train._build_model(cfg.model)
+    ours = ch5.initial_model(cfg)
+    assert not ours.training
+    for (k, a), b in zip(reference.state_dict().items(), ours.state_dict().values()):
+        assert torch.equal(a, b), k
