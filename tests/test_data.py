@@ -85,10 +85,17 @@ def test_tetrominoes_piece_counts_are_uniform_1_to_5():
             assert p.cells.sum() == 4                       # four cells per tetromino
 
 
-def test_tetrominoes_val_test_state_cache_equals_replay(tmp_path):
+def test_tetrominoes_val_test_state_cache_equals_replay(tmp_path, monkeypatch):
+    shipped = tetrominoes._SHIPPED_STATES
+    with_shipped = tetrominoes.generate("test", 4)                                 # restored from the package
+    monkeypatch.setattr(tetrominoes, "_SHIPPED_STATES", tmp_path / "none")
     _, test_replayed = tetrominoes.generate("test", 4, state_dir=tmp_path)        # replays train + val, saves states
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
-        "tetrominoes-rngstate_seed-42_v-1_split-test.npz", "tetrominoes-rngstate_seed-42_v-1_split-val.npz"]
+    names = sorted(p.name for p in tmp_path.glob("*.npz"))
+    assert names == ["tetrominoes-rngstate_seed-42_v-1_split-test.npz", "tetrominoes-rngstate_seed-42_v-1_split-val.npz"]
+    for name in names:                                                             # the shipped states are the replay's
+        ours, theirs = np.load(tmp_path / name), np.load(shipped / name)
+        assert all(np.array_equal(ours[k], theirs[k]) for k in ours.files)
+    assert np.array_equal(with_shipped[1], test_replayed)
     _, test_restored = tetrominoes.generate("test", 4, state_dir=tmp_path)
     assert np.array_equal(test_replayed, test_restored)
     _, val_restored = tetrominoes.generate("val", 3, state_dir=tmp_path)

@@ -40,14 +40,19 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def _discard(path: Path, why: str) -> None:
-    warnings.warn(f"dataset cache file {path} is {why}; deleting it and regenerating", RuntimeWarning, stacklevel=4)
-    path.unlink(missing_ok=True)
-    _sidecar(path).unlink(missing_ok=True)
+def read_arrays(path: Path, *, delete_corrupt: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays in ``path`` if it exists and matches its sidecar hash; ``None`` (after a warning if corrupt) otherwise.
 
+    A corrupt file is deleted (so that it is regenerated) unless ``delete_corrupt=False`` (files shipped with the
+    package).
+    """
+    def _discard(path: Path, why: str) -> None:
+        action = "deleting it and regenerating" if delete_corrupt else "ignoring it"
+        warnings.warn(f"dataset cache file {path} is {why}; {action}", RuntimeWarning, stacklevel=4)
+        if delete_corrupt:
+            path.unlink(missing_ok=True)
+            _sidecar(path).unlink(missing_ok=True)
 
-def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays in ``path`` if it exists and matches its sidecar hash; ``None`` (after a warning if corrupt) otherwise."""
     path = Path(path)
     if not path.exists():
         return None

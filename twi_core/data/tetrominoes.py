@@ -65,6 +65,7 @@ AUTHORS_MD5 = {
 }
 
 _ORDER = ("train", "val", "test")
+_SHIPPED_STATES = Path(__file__).resolve().parents[1] / "resources"   # RNG states at the val/test starts, seed 42
 
 
 class Piece(NamedTuple):
@@ -177,6 +178,10 @@ def _start_state(split: str, seed: int, state_dir) -> np.random.RandomState:
         return Path(state_dir) / f"tetrominoes-rngstate_seed-{seed}_v-{GENERATOR_VERSION}_split-{name}.npz"
 
     saved = _cache.read_arrays(state_file(split)) if state_dir is not None else None
+    if saved is None:
+        # states shipped with the package (default seed), so that a fresh cache need not replay 10,000 layouts
+        shipped = _SHIPPED_STATES / f"tetrominoes-rngstate_seed-{seed}_v-{GENERATOR_VERSION}_split-{split}.npz"
+        saved = _cache.read_arrays(shipped, delete_corrupt=False) if shipped.exists() else None
     if saved is not None:
         rng.set_state(("MT19937", saved["keys"], int(saved["pos"]), int(saved["has_gauss"]), float(saved["gauss"])))
         return rng
