@@ -320,8 +320,23 @@ def _slurm(points: list[Point], *, jobs: int, submit_args: tuple, out: Path, clu
     return rows
 
 
-#: How points are executed: ``local`` (process pool, ``jobs`` at a time) or ``slurm`` (submitit job array).
-EXECUTORS: dict[str, Callable[..., list[dict[str, Any]]]] = {"local": _local, "slurm": _slurm}
+def _inline(points: list[Point], *, submit_args: tuple, **_: Any) -> list[dict[str, Any]]:
+    """In this process, one at a time, without papermill (no executed notebook is kept): for quick checks."""
+    from twi_core import runs
+
+    store, _, device, _ = submit_args
+    rows = []
+    for point in points:
+        t0 = time.perf_counter()
+        run = runs.obtain(point.config, store=store, device=device, progress=False, labels=point.labels())
+        rows.append({"run": run.path.name, "status": run.status, "result": run.status,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
+#: How points are executed: ``local`` (papermill, a process pool ``jobs`` at a time), ``slurm`` (papermill in a
+#: submitit job array) or ``inline`` (this process, no notebook; for quick checks and tests).
+EXECUTORS: dict[str, Callable[..., list[dict[str, Any]]]] = {"local": _local, "slurm": _slurm, "inline": _inline}
 
 
 def run_grid(grid: str, *, preset: str | None = "book", jobs: int = 1, out: str | os.PathLike | None = None,
@@ -341,8 +356,9 @@ def run_grid(grid: str, *, preset: str | None = "book", jobs: int = 1, out: str 
         Points run at the same time (local) or the job array's parallelism (slurm).
     out : path, optional
         The run store to fill; default :func:`twi_core.paths.runs_dir`.
-    executor : {"local", "slurm"}
-        ``slurm`` submits through :class:`submitit.AutoExecutor` (``cluster="local"`` runs it locally, for tests).
+    executor : {"local", "slurm", "inline"}
+        ``slurm`` submits through :class:`submitit.AutoExecutor` (``cluster="local"`` runs it locally, for tests);
+        ``inline`` trains in this process without papermill.
     seeds : list of int, optional
         Seeds of every row; default ``0 .. n-1`` for the preset's ``n``.
     notebook : path, optional
@@ -620,7 +636,8 @@ def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help="smoke | book | paper (default: $TWI_PRESET or book)")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
     p.add_argument("--out", default=None, help="run store to fill (default: $TWI_RUNS_DIR or ~/.cache/twi/runs)")
-    p.add_argument("--executor", default="local", help="local | slurm (submitit job array)")
+    p.add_argument("--executor", default="local",
+                   help="local (papermill, --jobs at a time) | slurm (submitit job array) | inline (this process)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0..n-1 for the preset's n)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="settings",
                    help=f"override a preset value; keys: {', '.join(RUN_PRESETS['book'])}")

@@ -298,7 +298,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     best_loss, best_epoch, best_val, epoch0, elapsed_before = math.inf, 0, None, 0, 0.0
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
+        # On CPU: RNG states must stay CPU tensors; load_state_dict moves weights and Adam moments to the device.
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state.get("key") != config.key():
             raise ValueError(f"{state_path} belongs to run {state.get('key')!r}, not {config.key()!r}")
         model.load_state_dict(state["model"])
