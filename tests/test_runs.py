@@ -111,3 +111,19 @@ def test_iter_runs_lists_finished_runs(tiny, tmp_cache):
 def test_obtain_rejects_a_non_config():
     with pytest.raises(TypeError, match="TrainConfig"):
         runs.obtain({"dataset": "toy"})
+
+
+def test_a_real_model_round_trips_through_the_store(tmp_cache):
+    """With the real data and model registries: the stored checkpoint rebuilds its own model, strictly."""
+    from twi_core import models, reproduce
+
+    cfg = reproduce.train_config("tetrominoes", "cnn", 2, preset="smoke", n_train=8, n_val=4, n_test=4)
+    run = runs.obtain(cfg, progress=False)
+    assert run.status == "complete", run.result.get("error")
+    assert run.result["data_source"] and run.result["n_params"] == models.count_parameters(run.model())
+    model = run.model()
+    assert model.config == models.build(**cfg.model).config
+    x = torch.rand(2, 3, 64, 64)
+    assert model(x).shape == (2, 6, 64, 64)
+    reloaded = runs.load(run.path)
+    assert reloaded.result == run.result and reloaded.config == cfg
