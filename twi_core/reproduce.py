@@ -172,7 +172,7 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
     --------
     >>> cfg = train_config("tetrominoes", "cnn", "2", seed=1, preset="smoke")
     >>> cfg.model["depth"], cfg.epochs, cfg.n_train
-    (2, 1, 32)
+    (2, 1, 16)
     """
     from twi_core.models import paper_config
 
