@@ -259,8 +259,8 @@ def test_live_points_at_smoke_cover_the_required_rows_with_several_cnn_seeds():
         assert p["config"].epochs == s.epochs and p["config"].n_train == s.n_train
         if "steps" in p["config"].model:
             assert p["config"].model["steps"] <= s.steps
-    # the book's live runs all see the same images, so they compare at equal data
-    book = ch3.live_points(ch3.settings("book"))
+    # the book's live Tetrominoes runs all see the same images, so they compare at equal data
+    book = [p for p in ch3.live_points(ch3.settings("book")) if p["dataset"] == "tetrominoes"]
     assert len({(p["config"].epochs, p["config"].n_train, p["config"].batch_size) for p in book}) == 1
 
 
@@ -380,3 +380,16 @@ def test_figure5_panels_and_gallery_shapes():
     assert len(frames) == 2 and frames[0].shape == (3, 8, 8)
     fig = vs.comparison_panel(panels)
     assert sum(1 for ax in fig.axes if ax.get_images()) == 4 + 4 + 4 + 3
+
+
+def test_rows_may_carry_their_own_run_settings():
+    s = presets_resolve_with(ch3.TABLE, "smoke", rows=[["tetrominoes", "nwm", "linear"],
+                                                       ["mnist", "nwm", "linear", {"n_train": 8, "epochs": 2}]])
+    points = ch3.live_points(s)
+    assert [(p["dataset"], p["config"].n_train, p["config"].epochs) for p in points] == \
+        [("tetrominoes", s.n_train, s.epochs), ("mnist", 8, 2)]
+    bad = presets_resolve_with(ch3.TABLE, "smoke", rows=[["mnist", "nwm", "linear", {"lrr": 1}]])
+    with pytest.raises(ValueError, match="unknown per-row setting"):
+        ch3.live_points(bad)
+    with pytest.raises(ValueError, match="rows entries"):
+        ch3.live_points(presets_resolve_with(ch3.TABLE, "smoke", rows=[["mnist", "nwm"]]))

@@ -32,7 +32,8 @@ _TABLE1_ROWS = [[d, f, v] for d in ("tetrominoes", "mnist") for f, vs in
                 (("cnn", [2, 4, 8, 16, 32]), ("lstm", ["last", "mean", "max", "fft", "linear"]),
                  ("nwm", ["last", "mean", "max", "fft", "linear"])) for v in vs]
 
-#: The chapter's scales. ``rows``: ``[dataset, family, variant]`` trained live; ``seeds``: seeds per recurrent row;
+#: The chapter's scales. ``rows``: ``[dataset, family, variant]`` trained live, optionally with a fourth element
+#: ``{setting: value}`` that replaces run settings for that row only (e.g. a smaller MNIST budget); ``seeds``: seeds per recurrent row;
 #: ``cnn_seeds``: seeds per CNN row (several, to measure how often the 2-channel ReLU dies); the rest are the run settings
 #: of :data:`twi_core.reproduce.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
 #: animated; ``gif_stride``: keep every n-th step in the NWM animations.
@@ -40,13 +41,13 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                        ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                        ["mnist", "nwm", "linear"]],
-              "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 16, "lr": 1e-3, "n_train": 16, "n_val": 8,
+              "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 8, "lr": 1e-3, "n_train": 16, "n_val": 8,
               "n_test": 8, "steps": 8, "n_gallery": 2, "gif_stride": 1},
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
-                      ["mnist", "nwm", "linear"]],
-             "seeds": 1, "cnn_seeds": 3, "epochs": 4, "batch_size": 16, "lr": 1e-3, "n_train": 1000, "n_val": 200,
-             "n_test": 200, "steps": None, "n_gallery": 4, "gif_stride": 2},
+                      ["mnist", "nwm", "linear", {"epochs": 1}]],
+             "seeds": 1, "cnn_seeds": 2, "epochs": 3, "batch_size": 16, "lr": 1e-3, "n_train": 500, "n_val": 80,
+             "n_test": 150, "steps": None, "n_gallery": 4, "gif_stride": 2},
     "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
               "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1},
 }
@@ -86,12 +87,17 @@ def live_points(s: presets.Settings) -> list[dict[str, Any]]:
     overrides = _run_overrides(s)
     points = []
     for row in s.rows:
-        if len(row) != 3:
-            raise ValueError(f"rows entries must be [dataset, family, variant]; got {row!r}")
-        dataset, family, variant = row
+        if len(row) not in (3, 4) or (len(row) == 4 and not isinstance(row[3], Mapping)):
+            raise ValueError(f"rows entries must be [dataset, family, variant] or [dataset, family, variant, "
+                             f"{{setting: value}}]; got {row!r}")
+        dataset, family, variant = row[:3]
+        extra = dict(row[3]) if len(row) == 4 else {}
+        unknown = sorted(set(extra) - set(_RUN_KEYS))
+        if unknown:
+            raise ValueError(f"unknown per-row setting(s) {unknown} in {row!r}; expected some of {list(_RUN_KEYS)}")
         n_seeds = s.cnn_seeds if family == "cnn" else s.seeds
         for seed in range(n_seeds):
-            config = train_config(dataset, family, variant, seed=seed, preset=s.preset, **overrides)
+            config = train_config(dataset, family, variant, seed=seed, preset=s.preset, **{**overrides, **extra})
             points.append({"dataset": dataset, "family": family, "variant": str(variant), "seed": seed,
                            "config": config})
     return points
