@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--readouts", nargs="+", default=["linear"], help="Tetrominoes readouts to time")
     parser.add_argument("--mm-batch", type=int, default=1, help="Multi-MNIST batch for memory (0: skip)")
+    parser.add_argument("--fp64-max-batch", type=int, default=16,
+                        help="also compare gradients with a float64 run up to this batch")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here (e.g. book/_data/perf_nwm.json)")
     args = parser.parse_args(argv)
@@ -51,13 +53,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{'frac live':>9} {'saved plain':>12} {'saved fast':>11} {'fwd rel':>8} {'grad rel':>8}")
     for readout in args.readouts:
         for batch in args.batch:
-            r = bench_training_step(_cfg("tetrominoes", readout), batch, repeats=args.repeats)
+            r = bench_training_step(_cfg("tetrominoes", readout), batch, repeats=args.repeats,
+                                    float64=batch <= args.fp64_max_batch)
             r["readout"] = readout
             result["tetrominoes"].append(r)
             print(f"{readout:>8} {batch:>4} {r['plain_s']:8.3f} {r['fast_s']:8.3f} {r['ratio']:6.2f} "
                   f"{r['limit_s_nominal']:8.3f} {r['fraction_nominal']:6.2f} {r['fraction_live']:9.2f} "
                   f"{r['saved_bytes_plain'] / 2**20:10.0f}Mi {r['saved_bytes_fast'] / 2**20:9.0f}Mi "
                   f"{r['forward_rel']:8.1e} {r['grad_rel_max']:8.1e}", flush=True)
+    for r in result["tetrominoes"]:
+        if "grad_rel_fast_vs_fp64" in r:
+            print(f"B={r['batch']} {r['readout']}: worst gradient error against float64: fast "
+                  f"{r['grad_rel_fast_vs_fp64']:.1e}, plain {r['grad_rel_plain_vs_fp64']:.1e} (fast vs plain "
+                  f"{r['grad_rel_max']:.1e})")
     if args.mm_batch:
         # Checkpoint as the engine would at B = 64: its save budget scaled down by the batch reduction.
         engine.SAVE_BUDGET_BYTES = engine.SAVE_BUDGET_BYTES * args.mm_batch // 64

@@ -187,3 +187,14 @@ def test_validation_shapes_and_types():
         engine.nwm_rollout(y0, y0, [0.0], laplacian_kernel(2), dt=0.1, steps=3)
     with pytest.raises(ValueError, match="readout"):
         engine.nwm_features(y0, y0, y0, laplacian_kernel(2), dt=0.1, steps=3, readout=None)
+
+
+def test_flop_count_matches_reference_notes():
+    """Reference notes §11.3: the Tetrominoes NWM-linear forward is 0.753 GMAC per image; training counts 3x forward."""
+    from twi_core.models._engine_bench import training_flops_per_image
+    from twi_core.models.registry import paper_config
+
+    flops = training_flops_per_image(paper_config("tetrominoes", "nwm", "linear"))
+    assert abs(flops / 6 / 1e9 - 0.753) < 0.001
+    last = training_flops_per_image(paper_config("tetrominoes", "nwm", "last"))
+    assert abs(last / 6 / 1e9 - 0.607) < 0.001  # §11.3: "Tetro NWM last" 0.607 GMAC

@@ -137,19 +137,36 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def compare_models(fast: nn.Module, plain: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Relative differences (L2) of logits and of every parameter gradient (the worst one) between the two models."""
+def compare_models(fast: nn.Module, plain: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                   float64: bool = False) -> dict[str, float]:
+    """Relative differences (L2) of logits and of every parameter gradient (the worst one) between the two models.
+
+    With ``float64``, also each model's worst gradient error against the plain model run in float64 (the exact
+    answer up to 1e-15): it shows how large float32 rounding is on its own, next to the fast-vs-plain difference.
+    """
+    import copy
+
     logits_fast = _step(fast, x, target)
     logits_plain = _step(plain, x, target)
-    worst = 0.0
-    for p, q in zip(fast.parameters(), plain.parameters()):
-        if q.grad is not None and float(q.grad.norm()) > 0:
-            worst = max(worst, _rel(p.grad, q.grad))
-    return {"forward_rel": _rel(logits_fast, logits_plain), "grad_rel_max": worst}
+
+    def worst(a: nn.Module, b: nn.Module) -> float:
+        out = 0.0
+        for p, q in zip(a.parameters(), b.parameters()):
+            if q.grad is not None and float(q.grad.norm()) > 0:
+                out = max(out, _rel(p.grad.double(), q.grad.double()))
+        return out
+
+    result = {"forward_rel": _rel(logits_fast, logits_plain), "grad_rel_max": worst(fast, plain)}
+    if float64:
+        exact = copy.deepcopy(plain).double()
+        _step(exact, x.double(), target)
+        result["grad_rel_fast_vs_fp64"] = worst(fast, exact)
+        result["grad_rel_plain_vs_fp64"] = worst(plain, exact)
+    return result
 
 
 def bench_training_step(config: dict[str, Any], batch: int, *, repeats: int = 3, check: bool = True,
-                        memory: bool = True) -> dict[str, Any]:
+                        memory: bool = True, float64: bool = False) -> dict[str, Any]:
     """Plain vs fast training step (forward + cross-entropy + backward) of one NWM configuration, side by side.
 
     Returns medians (seconds), the ratio plain/fast, saved-for-backward bytes of both, the equality checks, the FLOPs
@@ -159,7 +176,7 @@ def bench_training_step(config: dict[str, Any], batch: int, *, repeats: int = 3,
     x, target = _batch(config, batch)
     out: dict[str, Any] = {"batch": batch, "config": {k: config[k] for k in sorted(config)}}
     if check:
-        out.update(compare_models(fast, plain, x, target))
+        out.update(compare_models(fast, plain, x, target, float64=float64))
     if memory:
         out["saved_bytes_fast"] = saved_bytes(fast, x, target)
         out["saved_bytes_plain"] = saved_bytes(plain, x, target)
