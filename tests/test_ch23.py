@@ -37,9 +37,11 @@ def test_state_frames_selects_sample_channel_stride_and_crop():
         vs.state_frames(s, crop=(3, 3, 0, 2))
 
 
-def test_symmetric_limits_centre_on_zero():
+def test_symmetric_limits_centre_on_zero_and_data_limits_span_the_data():
     assert vs.symmetric_limits(np.array([-3.0, 1.0])) == (-3.0, 3.0)
     assert vs.symmetric_limits(np.zeros(4)) == (-1.0, 1.0)
+    assert vs.data_limits(np.array([0.5, 2.0, np.inf])) == (0.5, 2.0)
+    assert vs.data_limits(np.full(3, 2.0)) == (2.0, 3.0)
 
 
 def test_class_colors_background_black_distinct_and_colorize():
@@ -61,15 +63,20 @@ def test_to_rgb_image_grey_and_colour():
         vs.to_rgb_image(np.zeros((2, 4, 4)))
 
 
-def test_channel_panel_one_row_per_channel_with_sequence_wide_symmetric_scale():
+def test_channel_panel_one_row_per_channel_with_sequence_wide_scale():
     s = np.zeros((1, 10, 2, 5, 5), dtype=np.float32)
     s[0, 9, 0, 2, 2] = 4.0   # the largest value sits at a time step that is not shown
     s[0, 0, 1] = -0.5
-    fig = vs.channel_panel(s, times=[0, 3], title="x")
+    fig = vs.channel_panel(s, times=[0, 3], title="x", scale="symmetric")
     images = [im for ax in fig.axes for im in ax.get_images()]
     assert len(images) == 4
     assert images[0].get_clim() == (-4.0, 4.0)      # channel 0: scale of the whole sequence
     assert images[2].get_clim() == (-0.5, 0.5)      # channel 1: its own scale
+    fig = vs.channel_panel(s, times=[0, 3])          # default: the authors' min-to-max scale
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert images[0].get_clim() == (0.0, 4.0) and images[2].get_clim() == (-0.5, 0.0)
+    with pytest.raises(ValueError, match="unknown scale"):
+        vs.channel_panel(s, scale="log")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["t = 1", "t = 4"]
     with pytest.raises(ValueError, match="times"):
         vs.channel_panel(s, times=[10])

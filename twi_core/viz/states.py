@@ -4,8 +4,8 @@ Everything here draws; nothing trains or evaluates. Inputs follow the package la
 ``(B, T, C, H, W)``, per-bin features (Fourier magnitudes or learned linear projections) ``(B, K, C, H, W)``, images
 ``(B, C_in, H, W)`` in [0, 1], masks ``(B, H, W)`` of integer labels. Torch tensors or numpy arrays are accepted.
 
-Conventions, after the authors' figures: hidden states in the diverging ``'bwr'`` colour map on a scale symmetric around
-zero and shared by all frames of one sequence; Fourier magnitudes and projections in ``'gray'`` (each panel scaled to
+Conventions, after the authors' figures: hidden states in the diverging ``'bwr'`` colour map on one scale shared by all
+frames of a sequence, from its minimum to its maximum (or symmetric around zero on request); Fourier magnitudes and projections in ``'gray'`` (each panel scaled to
 itself); class masks in the book's palette (:mod:`twi_core.viz.palette`), black background. Functions return a :class:`matplotlib.figure.Figure`
 made with ``pyplot`` (so notebooks show it inline); close it with ``plt.close(fig)`` when drawing many.
 """
@@ -24,7 +24,8 @@ from matplotlib.patches import Patch
 
 from twi_core.viz.palette import class_palette
 
-__all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "image_grid",
+__all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "data_limits",
+           "image_grid",
            "learning_curves", "bins_panel", "prediction_panel", "readout_bars", "state_frames", "symmetric_limits",
            "to_rgb_image"]
 
@@ -93,6 +94,21 @@ def symmetric_limits(values) -> tuple[float, float]:
     return -m, m
 
 
+def data_limits(values) -> tuple[float, float]:
+    """``(min, max)`` over finite values (``(0, 1)`` when there are none, ``max = min + 1`` for a constant input): the
+    authors' colour scale for hidden-state videos and Figure 5, one scale per sequence.
+
+    >>> data_limits(np.array([0.2, 0.5, np.nan]))
+    (0.2, 0.5)
+    """
+    v = _np(values, name="values")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
 def class_colors(num_classes: int) -> np.ndarray:
     """RGB colours ``(num_classes, 3)`` in [0, 1] of the book's class palette (:mod:`twi_core.viz.palette`; black
     background, the same colour for a label on every page)."""
@@ -157,7 +173,7 @@ def image_grid(rows: Sequence[np.ndarray], *, row_labels: Sequence[str] | None =
                              squeeze=False, constrained_layout=True)
     for i, row in enumerate(rows):
         if shared_scale[i]:
-            vmin, vmax = symmetric_limits(row) if symmetric[i] else (float(np.nanmin(row)), float(np.nanmax(row)))
+            vmin, vmax = symmetric_limits(row) if symmetric[i] else data_limits(row)
         im = None
         for j in range(n_cols):
             ax = axes[i, j]
@@ -181,8 +197,12 @@ def image_grid(rows: Sequence[np.ndarray], *, row_labels: Sequence[str] | None =
 
 
 def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None, channels: Sequence[int] | None = None,
-                  crop=None, n_times: int = 8, title: str | None = None, panel_size: float = 1.4) -> Figure:
+                  crop=None, n_times: int = 8, title: str | None = None, panel_size: float = 1.4,
+                  scale: str = "minmax") -> Figure:
     """Hidden states of one sample at a few time steps, one row per channel (the paper's Figure 3 / 5 state rows).
+
+    Each channel has one colour scale for its whole sequence (also the steps not shown): ``scale="minmax"`` spans its
+    minimum to maximum, as the authors' videos; ``"symmetric"`` is centred on zero.
 
     Parameters
     ----------
@@ -202,11 +222,14 @@ def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None
         _check_index(ch, c, name="channels[i]")
     seq = s[sample]  # (T, C, H, W)
     rows = [_crop(seq[times, ch], crop) for ch in channels]
+    scales = {"minmax": data_limits, "symmetric": symmetric_limits}
+    if scale not in scales:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(scales)}")
     # one colour scale per channel over the whole sequence, as in the authors' videos
-    full = [symmetric_limits(seq[:, ch]) for ch in channels]
+    full = [scales[scale](seq[:, ch]) for ch in channels]
     fig = image_grid(rows, row_labels=[f"channel {ch}" for ch in channels],
-                     col_titles=[f"t = {k + 1}" for k in times], cmaps="bwr", symmetric=True, shared_scale=True,
-                     title=title, panel_size=panel_size)
+                     col_titles=[f"t = {k + 1}" for k in times], cmaps="bwr", symmetric=scale == "symmetric",
+                     shared_scale=True, title=title, panel_size=panel_size)
     for i, (lo, hi) in enumerate(full):
         for ax in fig.axes[i * len(times):(i + 1) * len(times)]:
             for im in ax.get_images():
@@ -251,10 +274,10 @@ def comparison_panel(panels: Mapping[str, tuple[np.ndarray, Sequence[str], str]]
 
     Parameters
     ----------
-    panels : ``{row label: (images (n, H, W), titles, kind)}`` with ``kind`` ``"state"`` (``'bwr'``, one symmetric
-        scale for the row) or ``"feature"`` (``'gray'``, each panel scaled to itself).
+    panels : ``{row label: (images (n, H, W), titles, kind)}`` with ``kind`` ``"state"`` (``'bwr'``, one min-to-max
+        scale for the row, as the authors' Figure 5) or ``"feature"`` (``'gray'``, each panel scaled to itself).
     """
-    kinds = {"state": ("bwr", True, True), "feature": ("gray", False, False)}
+    kinds = {"state": ("bwr", False, True), "feature": ("gray", False, False)}
     rows, labels, titles, cmaps, sym, shared = [], [], [], [], [], []
     for name, (images, row_titles, kind) in panels.items():
         if kind not in kinds:
