@@ -288,11 +288,10 @@ def _run_point_job(point: Point, store: str, notebook: str, device: str, threads
 def _local(points: list[Point], *, jobs: int, submit_args: tuple, **_: Any) -> list[dict[str, Any]]:
     if jobs == 1:
         return [_run_point_job(p, *submit_args) for p in points]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-    # "spawn": a forked copy of a process that has imported torch may deadlock.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Threads are enough: each papermill call waits on its own kernel process, which does the work.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(_run_point_job, points, *[[a] * len(points) for a in submit_args]))
 
 
@@ -334,7 +333,7 @@ def _inline(points: list[Point], *, submit_args: tuple, **_: Any) -> list[dict[s
     return rows
 
 
-#: How points are executed: ``local`` (papermill, a process pool ``jobs`` at a time), ``slurm`` (papermill in a
+#: How points are executed: ``local`` (papermill, ``jobs`` notebooks at a time), ``slurm`` (papermill in a
 #: submitit job array) or ``inline`` (this process, no notebook; for quick checks and tests).
 EXECUTORS: dict[str, Callable[..., list[dict[str, Any]]]] = {"local": _local, "slurm": _slurm, "inline": _inline}
 
