@@ -31,7 +31,9 @@ them), and is tested against it for every readout (``tests/test_engine.py``). It
    measured as slow to compile and no faster), with the coupling written as shifted adds for C ≤ 4 so inductor fuses
    convolution, tanh and update into one loop. On CUDA ``mode="reduce-overhead"`` adds CUDA graphs: the shapes must
    stay fixed (use ``drop_last=True``). The GPU path is correct by construction (same functions) but was not measured
-   on the development machine, which has no GPU.
+   on the development machine, which has no GPU. On that 2-core CPU, compiling the two kernels took about 70 s and
+   ran no faster than the eager kernels (which write into preallocated buffers with ``out=``), so the CPU default is
+   eager; ``$TWI_ENGINE_COMPILE=1`` turns compilation on.
 
 Contract of :func:`nwm_rollout`: ``readout=None`` returns ``(B, T, C, H, W)``; a readout name returns the per-pixel
 features ``(B, H, W, F)`` (channels-last, contiguous, frequency-major ``k * C + c``), exactly what
