@@ -7,6 +7,16 @@ function the batch runner uses: at the ``paper`` preset they are exactly the run
 
 The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); that ReLU can die, leaving an
 "all background" network. :func:`cnn_bottleneck` measures it per run, so the page can state the dead-seed fraction.
+
+Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU, about 30 % margin). Cost of a training step
+at batch 16 relative to the fast NWM-linear, measured side by side in one process (CPU time; the shared machine was
+loaded, so only ratios were usable): NWM-last 1.02, Conv-LSTM-linear 0.85, CNN L=2 0.31, L=4 0.32, MNIST NWM-linear
+1.04, plain-engine NWM 1.71. With the reference calibration (authors' NWM 1.13–1.34 s per step) the fast NWM-linear is
+about 0.7 s per step of 16 images on an idle machine, so the live grid of 9 runs (1,500 images each on Tetrominoes,
+two CNN seeds per depth, 500 MNIST images) plus validation, test and figures comes to about 6 minutes. At 1,500 images
+the calibration puts the NWM-linear near the end of its "foreground found, class at chance" plateau (it leaves it
+after 3,000–4,000 images at batch 16), so the page checks the paper's claims on the live runs and explains the ones
+that do not hold at this budget.
 """
 
 from __future__ import annotations
