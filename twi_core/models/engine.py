@@ -211,11 +211,18 @@ def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
     key = (device.type, coupling.__name__, mode)
     if key not in _COMPILED:
         step_into, adjoint_into = _into(_make_step(coupling), _make_adjoint(coupling))
-        _COMPILED[key] = _Kernels(
-            torch.compile(step_into, dynamic=False, mode=mode),
-            torch.compile(adjoint_into, dynamic=False, mode=mode),
-            f"compiled({coupling.__name__}, mode={mode})",
-        )
+        step_c = torch.compile(step_into, dynamic=False, mode=mode)
+        adjoint_c = torch.compile(adjoint_into, dynamic=False, mode=mode)
+        if mode == "reduce-overhead":
+            # CUDA-graph outputs live in the graph's static pool and are overwritten by the next replay, while the
+            # adjoint's outputs feed its next call: hand back private copies (two (B, C, H, W) copies per step).
+            compiled_adjoint = adjoint_c
+
+            def adjoint_c(*args):
+                gy, gz = compiled_adjoint(*args)
+                return gy.clone(), gz.clone()
+
+        _COMPILED[key] = _Kernels(step_c, adjoint_c, f"compiled({coupling.__name__}, mode={mode})")
     return _COMPILED[key]
 
 
