@@ -138,11 +138,13 @@ def test_readout_bars_marks_the_all_background_baseline_and_the_paper():
 
 
 def test_learning_curves_one_line_per_run_and_log_loss():
-    h1 = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [1.0, 0.5, 0.3], "val_fg_iou": [0.1, 0.2, 0.4]})
+    h1 = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [1.0, 0.5, 0.03], "val_fg_iou": [0.1, 0.2, 0.4]})
     h2 = pd.DataFrame({"epoch": [1, 2], "val_loss": [0.9, 0.8]})
     fig = vs.learning_curves({"a": h1, "b": h2}, metrics=["val_loss", "val_fg_iou"])
     assert len(fig.axes[0].get_lines()) == 2 and len(fig.axes[1].get_lines()) == 1
     assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
+    narrow = vs.learning_curves({"b": h2}, metrics=["val_loss"])  # less than a decade: a linear axis
+    assert narrow.axes[0].get_yscale() == "linear"
     with pytest.raises(ValueError, match="empty"):
         vs.learning_curves({})
 

@@ -424,7 +424,7 @@ def learning_curves(histories: Mapping[str, pd.DataFrame], *, metrics: Sequence[
     ----------
     histories : ``{run label: DataFrame with column x and the metrics}`` (e.g. ``Run.history``). Missing metrics are
         skipped for that run.
-    log_loss : log-scale the y axis of metrics whose name contains ``loss``.
+    log_loss : log-scale the y axis of metrics whose name contains ``loss`` (when their values span over a decade).
     """
     if not histories:
         raise ValueError("histories is empty; expected {label: DataFrame}")
@@ -439,7 +439,11 @@ def learning_curves(histories: Mapping[str, pd.DataFrame], *, metrics: Sequence[
             if metric in df.columns:
                 d = df[[x, metric]].dropna()
                 ax.plot(d[x], d[metric], marker="o", ms=3, label=name, color=plt.get_cmap("tab10").colors[j % 10])
-        if "loss" in metric and log_loss:
+        values = np.concatenate([pd.to_numeric(df[metric], errors="coerce").dropna().to_numpy(float)
+                                 for df in histories.values() if metric in df.columns] or [np.zeros(0)])
+        values = values[values > 0]
+        # a log axis only where the losses span more than a decade (else its tick labels are unreadable)
+        if "loss" in metric and log_loss and values.size and values.max() / values.min() > 10:
             ax.set_yscale("log")
         ax.set_xlabel(x)
         ax.set_title(labels.get(metric, metric), fontsize=10)
