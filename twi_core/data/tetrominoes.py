@@ -6,7 +6,7 @@ Each 64x64 RGB image holds 1-5 Tetris pieces of five types on a black background
 The generator follows the authors' ``data_scripts/create_tetronimoes.py`` (specification:
 ``reference_implementation.md`` §4.1) with NumPy's legacy ``RandomState`` seeded 42. **Status of exactness:** the
 rules, class fractions and piece counts match the authors' data, but the arrays are not yet byte-identical: the order
-in which their script draws its random numbers is not fully documented, and none of the ~50 consumption orders we
+in which their script draws its random numbers is not fully documented, and none of the ~90 consumption orders we
 tried reproduces the published md5 fingerprints (:data:`AUTHORS_MD5`). Where their unbounded placement loop would never
 end (no room left for a piece; this happens about once per 5,000 images with our order), ours leaves the piece out
 after 10,000 tries. Per image:
