@@ -11,9 +11,14 @@ from matplotlib.figure import Figure
 __all__ = ["receptive_field_figure", "radius_plot", "separability_plot", "threshold_vs_loss", "wavelength_distributions"]
 
 
-def _show(ax, grad: np.ndarray, pixel, title: str, image: np.ndarray | None) -> None:
+def _show(ax, grad: np.ndarray, pixel, title: str, image: np.ndarray | None, window: int | None = None) -> None:
     g = np.asarray(grad, dtype=np.float64)
     peak = g.max()
+    if window is not None:                                                 # a view of +-window px around the pixel
+        r0, c0 = max(0, pixel[0] - window), max(0, pixel[1] - window)
+        g = g[r0:pixel[0] + window + 1, c0:pixel[1] + window + 1]
+        image = None if image is None else image[r0:pixel[0] + window + 1, c0:pixel[1] + window + 1]
+        pixel = (pixel[0] - r0, pixel[1] - c0)
     if image is not None:
         ax.imshow(image, cmap="gray", alpha=0.35, interpolation="nearest")
     if peak > 0:
@@ -28,8 +33,8 @@ def _show(ax, grad: np.ndarray, pixel, title: str, image: np.ndarray | None) -> 
     ax.set_yticks([])
 
 
-def receptive_field_figure(result: Mapping[str, Any], image, *, dt: float | None = None, title: str | None = None
-                           ) -> Figure:
+def receptive_field_figure(result: Mapping[str, Any], image, *, dt: float | None = None, title: str | None = None,
+                           window: int | None = None) -> Figure:
     """Two rows: the NWM's hidden-state receptive field at several steps, and every model's output receptive field.
 
     Parameters
@@ -37,6 +42,7 @@ def receptive_field_figure(result: Mapping[str, Any], image, *, dt: float | None
     result : the dict of :func:`twi_core.chapters.ch4_multi_mnist.receptive_fields`.
     image : ``(1, H, W)`` or ``(H, W)``, drawn faintly underneath.
     dt : the NWM's step, to label steps with time as well.
+    window : show only ±``window`` pixels around the output pixel (None: the whole image).
 
     Colour: :math:`\\log_{10}` of the gradient magnitude relative to its maximum, over 4 decades.
     """
@@ -47,9 +53,10 @@ def receptive_field_figure(result: Mapping[str, Any], image, *, dt: float | None
     fig, axes = plt.subplots(2, cols, figsize=(2.1 * cols, 4.6), squeeze=False, constrained_layout=True)
     for k, (t, m) in enumerate(zip(times, maps)):
         label = f"state, step {t + 1}" + (f"\n(t = {(t + 1) * dt:.1f})" if dt else "")
-        _show(axes[0, k], m, result["pixel"], f"{label}\nr90 = {result['state_radius'][k]:.0f} px", img)
+        _show(axes[0, k], m, result["pixel"], f"{label}\nr90 = {result['state_radius'][k]:.0f} px", img, window)
     for k, (name, g) in enumerate(outputs.items()):
-        _show(axes[1, k], g, result["pixel"], f"{name} output\nr90 = {result['output_radius'][name]:.0f} px", img)
+        _show(axes[1, k], g, result["pixel"], f"{name} output\nr90 = {result['output_radius'][name]:.0f} px", img,
+              window)
     for row, used in ((0, len(times)), (1, len(outputs))):
         for k in range(used, cols):
             axes[row, k].axis("off")
