@@ -248,9 +248,10 @@ def receptive_fields(nwm: torch.nn.Module, others: dict[str, torch.nn.Module], i
 
     Returns
     -------
-    dict with ``times`` (the steps, 0-based), ``state_maps (len(times), H, W)``, ``state_radius`` (90 % mass radius
-    per step, px, on the torus), ``outputs`` ``{label: (H, W)}`` for ``"NWM"`` and every model of ``others``,
-    ``output_radius`` ``{label: px}`` (90 % mass; the NWM on the torus, the others on the plane).
+    dict with ``times`` (the steps, 0-based), ``state_maps (len(times), H, W)``, ``state_radius`` / ``state_reach``
+    (90 % / 99 % mass radius per step, px, on the torus), ``outputs`` ``{label: (H, W)}`` for ``"NWM"`` and every model
+    of ``others``, ``output_radius`` / ``output_reach`` ``{label: px}`` (90 % / 99 % mass; the NWM on the torus, the
+    others on the plane).
     """
     pixel = (int(pixel[0]), int(pixel[1]))
     steps = int(nwm.config["steps"])
@@ -260,6 +261,8 @@ def receptive_fields(nwm: torch.nn.Module, others: dict[str, torch.nn.Module], i
     for label, model in others.items():
         outputs[label] = rf.input_gradient(model, image, pixel=pixel)
     state_radius = [rf.mass_radius(m, center=pixel, mass=0.9, periodic=True) for m in maps]
+    state_reach = [rf.mass_radius(m, center=pixel, mass=0.99, periodic=True) for m in maps]
     output_radius = {k: rf.mass_radius(v, center=pixel, mass=0.9, periodic=(k == "NWM")) for k, v in outputs.items()}
-    return {"times": times, "state_maps": maps, "state_radius": state_radius, "outputs": outputs,
-            "output_radius": output_radius, "pixel": pixel}
+    output_reach = {k: rf.mass_radius(v, center=pixel, mass=0.99, periodic=(k == "NWM")) for k, v in outputs.items()}
+    return {"times": times, "state_maps": maps, "state_radius": state_radius, "state_reach": state_reach,
+            "outputs": outputs, "output_radius": output_radius, "output_reach": output_reach, "pixel": pixel}

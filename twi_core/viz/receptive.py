@@ -68,8 +68,8 @@ def receptive_field_figure(result: Mapping[str, Any], image, *, dt: float | None
 
 
 def radius_plot(times: Sequence[int], radii: Sequence[float], *, outputs: Mapping[str, float] | None = None,
-                dt: float | None = None, ax=None):
-    """The NWM state's 90 %-mass radius against the step, with the other models' output radii as horizontal lines."""
+                dt: float | None = None, ax=None, label: str = "r90"):
+    """The NWM state's mass radius against the step, with the other models' output radii as horizontal lines."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.2), constrained_layout=True)
     steps = np.asarray(times) + 1
@@ -77,7 +77,7 @@ def radius_plot(times: Sequence[int], radii: Sequence[float], *, outputs: Mappin
     for k, (name, r) in enumerate((outputs or {}).items()):
         ax.axhline(r, color=f"C{k + 1}", ls="--", lw=1, label=f"{name} output")
     ax.set_xlabel("step of the recurrence" + (f" (dt = {dt})" if dt else ""))
-    ax.set_ylabel("receptive-field radius r90 (px)")
+    ax.set_ylabel(f"receptive-field radius {label} (px)")
     ax.legend(fontsize=8, frameon=False)
     return ax
 
