@@ -116,6 +116,11 @@ def test_prediction_panel_shows_input_truth_prediction_and_legend():
         vs.prediction_panel(imgs, gt, pr, num_classes=4, class_names=["bg"])
     with pytest.raises(ValueError, match="must agree"):
         vs.prediction_panel(imgs, gt, pr[:, :4], num_classes=4)
+    fig = vs.prediction_panel(imgs, gt, {"NWM": pr, "LSTM": gt}, num_classes=4, max_samples=3)
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["input", "truth", "NWM", "LSTM"]
+    assert sum(1 for ax in fig.axes if ax.get_images()) == 12
+    with pytest.raises(ValueError, match="empty mapping"):
+        vs.prediction_panel(imgs, gt, {}, num_classes=4)
 
 
 def test_readout_bars_marks_the_all_background_baseline_and_the_paper():

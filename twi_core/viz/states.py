@@ -295,31 +295,37 @@ def comparison_panel(panels: Mapping[str, tuple[np.ndarray, Sequence[str], str]]
 
 def prediction_panel(images, truth, prediction, *, num_classes: int, class_names: Sequence[str] | None = None,
                      max_samples: int = 4, title: str | None = None, panel_size: float = 1.8) -> Figure:
-    """Input, ground truth and per-pixel prediction side by side, one row per sample, with a class legend.
+    """Input, ground truth and per-pixel prediction(s) side by side, one row per sample, with a class legend.
 
     Parameters
     ----------
-    images : ``(B, C_in, H, W)`` in [0, 1]; truth, prediction : int ``(B, H, W)``.
+    images : ``(B, C_in, H, W)`` in [0, 1]; truth : int ``(B, H, W)``.
+    prediction : int ``(B, H, W)``, or ``{column title: (B, H, W)}`` to put several models side by side.
     num_classes : colours come from :func:`class_colors`.
     class_names : legend labels (default ``class 0..n-1``).
     """
     x = _np(images, name="images", ndim=4)
     gt = _np(truth, name="truth", ndim=3)
-    pr = _np(prediction, name="prediction", ndim=3)
-    if gt.shape != pr.shape or gt.shape[0] != x.shape[0] or gt.shape[1:] != x.shape[2:]:
-        raise ValueError(f"images {x.shape}, truth {gt.shape} and prediction {pr.shape} must agree on (B, H, W)")
+    preds = dict(prediction) if isinstance(prediction, Mapping) else {"prediction": prediction}
+    if not preds:
+        raise ValueError("prediction is an empty mapping; expected at least one (B, H, W) array")
+    preds = {name: _np(p, name=f"prediction[{name!r}]", ndim=3) for name, p in preds.items()}
+    for name, pr in preds.items():
+        if gt.shape != pr.shape or gt.shape[0] != x.shape[0] or gt.shape[1:] != x.shape[2:]:
+            raise ValueError(f"images {x.shape}, truth {gt.shape} and prediction {name!r} {pr.shape} must agree on "
+                             "(B, H, W)")
     names = list(class_names) if class_names is not None else [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"class_names must have num_classes = {num_classes} entries; got {len(names)}")
     n = min(max_samples, x.shape[0])
     if n < 1:
         raise ValueError("images holds no sample")
-    fig, axes = plt.subplots(n, 3, figsize=(3 * panel_size + 1.6, n * panel_size + 0.3), squeeze=False,
-                             constrained_layout=True)
-    cols = ["input", "truth", "prediction"]
+    cols = ["input", "truth", *preds]
+    fig, axes = plt.subplots(n, len(cols), figsize=(len(cols) * panel_size + 1.6, n * panel_size + 0.3),
+                             squeeze=False, constrained_layout=True)
     for i in range(n):
         views = [to_rgb_image(x[i]), colorize_mask(gt[i], num_classes=num_classes),
-                 colorize_mask(pr[i], num_classes=num_classes)]
+                 *[colorize_mask(pr[i], num_classes=num_classes) for pr in preds.values()]]
         for j, view in enumerate(views):
             ax = axes[i, j]
             ax.imshow(view, interpolation="nearest")
@@ -328,8 +334,10 @@ def prediction_panel(images, truth, prediction, *, num_classes: int, class_names
             if i == 0:
                 ax.set_title(cols[j], fontsize=9)
     colors = class_colors(num_classes)
-    present = sorted(set(np.unique(gt[:n])) | set(np.unique(pr[:n])))
-    handles = [Patch(facecolor=colors[c], edgecolor="0.5", label=names[c]) for c in present]
+    present = set(np.unique(gt[:n]))
+    for pr in preds.values():
+        present |= set(np.unique(pr[:n]))
+    handles = [Patch(facecolor=colors[c], edgecolor="0.5", label=names[c]) for c in sorted(present)]
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
