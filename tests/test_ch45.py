@@ -129,7 +129,7 @@ def test_ch5_seed_zero_is_chapter_twos_run():
     for seed, cfg in configs:
         assert cfg.save_epoch_checkpoints and cfg.seed == seed and cfg.dataset == "polygons"
     extra = configs[1][1]
-    assert extra.epochs == s.extra_epochs and extra.n_train == s.extra_n_train
+    assert extra.epochs == s.extra_epochs and extra.n_train == s.extra_n_train and extra.n_val == s.extra_n_val
     assert extra.model == configs[0][1].model
 
 

@@ -33,17 +33,17 @@ __all__ = ["TABLE", "BINS", "settings", "describe", "synthetic_validation", "fig
 BINS = np.geomspace(1.0, 256.0, 49)
 
 #: The chapter's scales. ``extra_seeds``: seeds run beside chapter 2's (seed 0) for the correlation's spread;
-#: ``extra_epochs`` / ``extra_n_train``: their schedule (None: chapter 2's); ``n_wave``: validation images whose hidden
+#: ``extra_epochs`` / ``extra_n_train`` / ``extra_n_val``: their schedule and validation set (None: chapter 2's); ``n_wave``: validation images whose hidden
 #: states are analysed at each checkpoint; ``threshold``: the paper's wavelength threshold (px); ``scheme``: phase
 #: difference scheme; ``trim``: fraction of steps dropped at each end (Hilbert edge effects); ``n_sep``: images per
 #: model in the separability comparison.
 TABLE: dict[str, dict[str, Any]] = {
-    "smoke": {"extra_seeds": [1], "extra_epochs": 1, "extra_n_train": 16, "n_wave": 2, "threshold": 1.5,
-              "scheme": "forward", "trim": 0.1, "n_sep": 2},
-    "book": {"extra_seeds": [1, 2], "extra_epochs": 4, "extra_n_train": 240, "n_wave": 8, "threshold": 1.5,
-             "scheme": "forward", "trim": 0.1, "n_sep": 8},
-    "paper": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "n_wave": 32,
-              "threshold": 1.5, "scheme": "forward", "trim": 0.1, "n_sep": 32},
+    "smoke": {"extra_seeds": [1], "extra_epochs": 1, "extra_n_train": 16, "extra_n_val": 8, "n_wave": 2,
+              "threshold": 1.5, "scheme": "forward", "trim": 0.1, "n_sep": 2},
+    "book": {"extra_seeds": [1, 2], "extra_epochs": 4, "extra_n_train": 200, "extra_n_val": 64, "n_wave": 8,
+             "threshold": 1.5, "scheme": "forward", "trim": 0.1, "n_sep": 8},
+    "paper": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "extra_n_val": None,
+              "n_wave": 32, "threshold": 1.5, "scheme": "forward", "trim": 0.1, "n_sep": 32},
 }
 
 
@@ -113,7 +113,8 @@ def figure10_configs(s: presets.Settings) -> list[tuple[int, Any]]:
 
     configs = [(0, ch2.run_config(ch2.settings(s.preset)))]
     for seed in s.extra_seeds:
-        overrides = {k: v for k, v in (("epochs", s.extra_epochs), ("n_train", s.extra_n_train)) if v is not None}
+        overrides = {k: v for k, v in (("epochs", s.extra_epochs), ("n_train", s.extra_n_train),
+                                       ("n_val", s.extra_n_val)) if v is not None}
         configs.append((seed, ch2.polygon_config(s.preset, save_epoch_checkpoints=True, seed=seed, **overrides)))
     return configs
 
