@@ -407,3 +407,26 @@ def test_rows_may_carry_their_own_run_settings():
         ch3.live_points(bad)
     with pytest.raises(ValueError, match="rows entries"):
         ch3.live_points(presets_resolve_with(ch3.TABLE, "smoke", rows=[["mnist", "nwm"]]))
+
+
+def test_stored_full_scale_runs_are_found_with_provenance(tmp_cache, monkeypatch):
+    from twi_core import runs
+    from twi_core._io import atomic_write_json
+    from twi_core.reproduce import train_config
+
+    monkeypatch.delenv("TWI_PRESET", raising=False)  # train_config would replace "paper" by the tests' smoke preset
+    store = tmp_cache / "runs"
+    assert ch3.stored_full_scale(store).empty
+    for preset, seed in (("paper", 0), ("paper", 1), ("smoke", 0)):
+        cfg = train_config("tetrominoes", "nwm", "linear", seed=seed, preset=preset)
+        test = {"fg_accuracy": 0.9 + seed / 100, "fg_iou": 0.8 + seed / 100, "fg_loss": 0.1}
+        atomic_write_json(runs.run_dir(cfg, store=store) / "result.json",
+                          {"config": cfg.to_dict(), "key": cfg.key(), "status": "complete", "seed": seed,
+                           "metrics": {"test": test}, "history": [], "device_name": "NVIDIA H100",
+                           "git_commit": "abc1234def", "finished": "2026-01-01T00:00:00Z", "n_images": {"train": 10},
+                           "labels": {"dataset": "tetrominoes", "family": "nwm", "variant": "linear", "seed": seed,
+                                      "preset": preset}})
+    full = ch3.stored_full_scale(store)
+    assert len(full) == 1 and full.loc[0, "n_seeds"] == 2 and full.loc[0, "preset"] == "paper"
+    assert full.loc[0, "fg_iou_mean"] == pytest.approx(0.805) and "H100" in full.loc[0, "devices"]
+    assert full.loc[0, "paper_fg_iou_mean"] == pytest.approx(0.98)

@@ -186,7 +186,9 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
         ref = paper[(paper["dataset"] == dataset) & (paper["family"] == family) & (paper["variant"] == variant)]
         row = {"dataset": dataset, "model": FAMILY_TITLES.get(family, family),
                "arch.": variant if family != "cnn" else f"L = {variant}", "params": int(group["n_params"].iloc[0])
-               if pd.notna(group["n_params"].iloc[0]) else None, "runs": len(ok)}
+               if pd.notna(group["n_params"].iloc[0]) else None,
+               "params (paper)": ref["params_paper"].iloc[0] if len(ref) and "params_paper" in ref else "–",
+               "runs": len(ok)}
         for m in metrics:
             row[f"{labels.get(m, m)} (ours)"] = _fmt(ok[m], 2 if m != "fg_loss" else 2)
             if len(ref):
