@@ -330,6 +330,10 @@ def test_comparison_table_puts_the_papers_row_beside_ours():
     assert row["FG-IoU (paper)"] == f"{ref['paper_fg_iou_mean']:.2f} ± {ref['paper_fg_iou_std']:.2f}"
     assert row["FG-IoU (ours)"] == "0.50" and row["runs"] == 1
     assert table.loc[("CNN", "L = 4"), "FG-IoU (ours)"] == f"{0.3:.2f} ± {np.std([0.6, 0.0], ddof=1):.2f}"
+    assert row["params (ours)"] == "1,000" and row["params (paper)"] == ref["params_paper"]
+    two = ch3.comparison_table(_fake_table(), two_level=True)
+    assert two.loc[("tetrominoes", "NWM", "linear"), ("FG-IoU", "ours")] == "0.50"
+    assert ("FG-Loss", "paper") in two.columns and ("runs", "") in two.columns
 
 
 def test_cnn_bottleneck_is_zero_exactly_when_the_relu_is_dead():

@@ -169,12 +169,15 @@ def _fmt(values: pd.Series, digits: int = 2) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
-def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "fg_loss")) -> pd.DataFrame:
+def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "fg_loss"),
+                     two_level: bool = False) -> pd.DataFrame:
     """Our runs (mean ± std over seeds) beside the paper's Table 1 row, one row per configuration.
 
     Parameters
     ----------
     table : :attr:`LiveRuns.table`.
+    two_level : index by ``(dataset, model, arch.)`` and give the columns two levels, ``(quantity, "ours"/"paper")``,
+        which keeps the displayed table narrow.
     """
     from twi_core.reproduce import paper_table
 
@@ -185,8 +188,8 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
         ok = group[group["status"] == "complete"]
         ref = paper[(paper["dataset"] == dataset) & (paper["family"] == family) & (paper["variant"] == variant)]
         row = {"dataset": dataset, "model": FAMILY_TITLES.get(family, family),
-               "arch.": variant if family != "cnn" else f"L = {variant}", "params": int(group["n_params"].iloc[0])
-               if pd.notna(group["n_params"].iloc[0]) else None,
+               "arch.": variant if family != "cnn" else f"L = {variant}",
+               "params (ours)": f"{int(group['n_params'].iloc[0]):,}" if pd.notna(group["n_params"].iloc[0]) else "–",
                "params (paper)": ref["params_paper"].iloc[0] if len(ref) and "params_paper" in ref else "–",
                "runs": len(ok)}
         for m in metrics:
@@ -197,7 +200,13 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
             else:
                 row[f"{labels.get(m, m)} (paper)"] = "–"
         out.append(row)
-    return pd.DataFrame(out)
+    result = pd.DataFrame(out)
+    if two_level and not result.empty:
+        result = result.set_index(["dataset", "model", "arch."])
+        result.columns = pd.MultiIndex.from_tuples(
+            [(c[:-len(" (ours)")], "ours") if c.endswith(" (ours)") else
+             (c[:-len(" (paper)")], "paper") if c.endswith(" (paper)") else (c, "") for c in result.columns])
+    return result
 
 
 def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes") -> pd.DataFrame:
