@@ -14,9 +14,10 @@ frequencies ω up to 92 (Δt²(8 + ω) ≤ 4; :func:`twi_core.models.nwm.max_sta
 paper's configuration (:func:`twi_core.models.paper_config`: T = 500, Δt = 0.1).
 
 Budget (chapter 2 about 5 minutes on the 2-core CPU): a training step of this model (T = 100, FFT readout) costs about
-1.18 times the Tetrominoes NWM-linear step and T = 200 about 1.76 times (measured side by side), i.e. about 0.85 s per
-16 images on an idle machine; 5 epochs of 700 images (3,500 images, 219 steps) plus validation, test, the spectra of
-150 validation images and the figures come to about 4 minutes.
+1.2 times the Tetrominoes NWM-linear step (T = 200 about 1.8 times), measured side by side; a direct timing gave
+2.2 s per 16 images at a load of about 4 on 2 cores, so about 1.1 s on an idle machine (pessimistic). 5 epochs of 600
+images (3,000 images, 185 steps) train in about 3.5 minutes; validation, test, the spectra of 150 validation images
+and the figures bring the chapter to about 4.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ SPECTRA_DATASET = "polygons_single"
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"steps": 12, "dt": 0.2, "epochs": 1, "batch_size": 16, "n_train": 32, "n_val": 16, "n_test": 16,
               "seed": 0, "n_spectra": 16, "gif_stride": 1, "n_segment": 3},
-    "book": {"steps": 100, "dt": 0.2, "epochs": 5, "batch_size": 16, "n_train": 700, "n_val": 150, "n_test": 200,
+    "book": {"steps": 100, "dt": 0.2, "epochs": 5, "batch_size": 16, "n_train": 600, "n_val": 150, "n_test": 200,
              "seed": 0, "n_spectra": 150, "gif_stride": 2, "n_segment": 4},
     "paper": {"steps": 500, "dt": 0.1, "epochs": 300, "batch_size": 64, "n_train": None, "n_val": None,
               "n_test": None, "seed": 0, "n_spectra": 1000, "gif_stride": 5, "n_segment": 4},

@@ -8,15 +8,15 @@ function the batch runner uses: at the ``paper`` preset they are exactly the run
 The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); that ReLU can die, leaving an
 "all background" network. :func:`cnn_bottleneck` measures it per run, so the page can state the dead-seed fraction.
 
-Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU, about 30 % margin). Cost of a training step
-at batch 16 relative to the fast NWM-linear, measured side by side in one process (CPU time; the shared machine was
-loaded, so only ratios were usable): NWM-last 1.02, Conv-LSTM-linear 0.85, CNN L=2 0.31, L=4 0.32, MNIST NWM-linear
-1.04, plain-engine NWM 1.71. With the reference calibration (authors' NWM 1.13–1.34 s per step) the fast NWM-linear is
-about 0.7 s per step of 16 images on an idle machine, so the live grid of 9 runs (1,500 images each on Tetrominoes,
-two CNN seeds per depth, 500 MNIST images) plus validation, test and figures comes to about 6 minutes. At 1,500 images
-the calibration puts the NWM-linear near the end of its "foreground found, class at chance" plateau (it leaves it
-after 3,000–4,000 images at batch 16), so the page checks the paper's claims on the live runs and explains the ones
-that do not hold at this budget.
+Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU). Cost of a training step at batch 16
+relative to the fast NWM-linear, measured side by side in one process on the loaded shared machine: NWM-last 1.02,
+Conv-LSTM-linear 0.85, MNIST NWM-linear 1.04, plain-engine NWM 1.71; the CNNs measured 0.31 there but 0.65 in a later
+direct timing (1.8 s per NWM step and 1.2 s per CNN L=2 step at a load of about 4 on 2 cores). Taking about half of
+those direct timings for an idle machine (NWM 0.9 s, CNN 0.6 s per 16 images, pessimistic), the live grid (9 runs:
+1,000 Tetrominoes images each, two CNN seeds per depth, 500 MNIST images) trains in about 5.5 minutes, and validation,
+test and figures bring the chapter to about 7. At 1,000 images the calibration puts the NWM-linear on its "foreground
+found, class at chance" plateau (it leaves it after 3,000–4,000 images at batch 16), so the page checks the paper's
+claims on the live runs and explains the ones that do not hold at this budget.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ TABLE: dict[str, dict[str, Any]] = {
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                       ["mnist", "nwm", "linear", {"epochs": 1}]],
-             "seeds": 1, "cnn_seeds": 2, "epochs": 3, "batch_size": 16, "lr": 1e-3, "n_train": 500, "n_val": 80,
-             "n_test": 150, "steps": None, "n_gallery": 4, "gif_stride": 2},
+             "seeds": 1, "cnn_seeds": 2, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 500, "n_val": 64,
+             "n_test": 100, "steps": None, "n_gallery": 4, "gif_stride": 2},
     "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
               "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1},
 }
