@@ -4,6 +4,8 @@
   slider that plays in the static book without a kernel).
 - :mod:`twi_core.viz.states`: figures of hidden states and results (imported on demand: ``from twi_core.viz import
   states``).
+- :mod:`twi_core.viz.palette`: the fixed class palette every page uses (:func:`class_palette`, :func:`colorize`).
+- :mod:`twi_core.viz.receptive`: receptive-field figures of chapter 4.
 """
 
 from __future__ import annotations
