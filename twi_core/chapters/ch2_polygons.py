@@ -14,10 +14,10 @@ frequencies ω up to 92 (Δt²(8 + ω) ≤ 4; :func:`twi_core.models.nwm.max_sta
 paper's configuration (:func:`twi_core.models.paper_config`: T = 500, Δt = 0.1).
 
 Budget (chapter 2 about 5 minutes on the 2-core CPU): a training step of this model (T = 100, FFT readout) costs about
-1.2 times the Tetrominoes NWM-linear step (T = 200 about 1.8 times), measured side by side; a direct timing gave
-2.2 s per 16 images at a load of about 4 on 2 cores, so about 1.1 s on an idle machine (pessimistic). 5 epochs of 600
-images (3,000 images, 185 steps) train in about 3.5 minutes; validation, test, the spectra of 150 validation images
-and the figures bring the chapter to about 4.
+1.2 times the Tetrominoes NWM-linear step (T = 200 about 1.8 times), measured side by side; with the idle anchor of
+:mod:`twi_core.chapters.ch3_table1` (about 0.7–0.9 s per NWM step of 16 images) that is about 1.1 s per step. 5 epochs
+of 600 images (3,000 images, 185 steps) train in about 3.5 minutes; validation, test, the spectra of 150 validation
+images and the figures bring the chapter to about 4.
 """
 
 from __future__ import annotations

@@ -8,15 +8,15 @@ function the batch runner uses: at the ``paper`` preset they are exactly the run
 The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); that ReLU can die, leaving an
 "all background" network. :func:`cnn_bottleneck` measures it per run, so the page can state the dead-seed fraction.
 
-Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU). Cost of a training step at batch 16
-relative to the fast NWM-linear, measured side by side in one process on the loaded shared machine: NWM-last 1.02,
-Conv-LSTM-linear 0.85, MNIST NWM-linear 1.04, plain-engine NWM 1.71; the CNNs measured 0.31 there but 0.65 in a later
-direct timing (1.8 s per NWM step and 1.2 s per CNN L=2 step at a load of about 4 on 2 cores). Taking about half of
-those direct timings for an idle machine (NWM 0.9 s, CNN 0.6 s per 16 images, pessimistic), the live grid (9 runs:
-1,000 Tetrominoes images each, two CNN seeds per depth, 500 MNIST images) trains in about 5.5 minutes, and validation,
-test and figures bring the chapter to about 7. At 1,000 images the calibration puts the NWM-linear on its "foreground
-found, class at chance" plateau (it leaves it after 3,000–4,000 images at batch 16), so the page checks the paper's
-claims on the live runs and explains the ones that do not hold at this budget.
+Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU). Step costs at batch 16 relative to the
+fast NWM-linear, measured side by side in one process: NWM-last 1.02, Conv-LSTM-linear 0.85, MNIST NWM-linear 1.04,
+plain-engine NWM 1.71 (``benchmarks/bench_nwm.py`` measured 2.0). Idle anchor: the reference calibration (authors' NWM
+1.13–1.34 s per step, CNN L=8 0.71 s) divided by that ratio gives about 0.7 s per fast NWM step; direct timings on the
+shared, loaded machine (1.8 s NWM, 1.2 s CNN L=2) are upper bounds. Planning with 0.9 s per NWM step and 0.6 s per CNN
+step, the live grid (9 runs: 1,000 Tetrominoes images each, two CNN seeds per depth, 500 MNIST images) trains in about
+5.5 minutes, and validation, test and figures bring the chapter to about 7. At 1,000 images the calibration puts the
+NWM-linear on its "foreground found, class at chance" plateau (it leaves it after 3,000–4,000 images at batch 16), so
+the page checks the paper's claims on the live runs and explains the ones that do not hold at this budget.
 """
 
 from __future__ import annotations
