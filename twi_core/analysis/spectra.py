@@ -27,31 +27,28 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import torch
 
+from twi_core._arrays import as_numpy
+
 __all__ = ["ClassSpectra", "bin_frequencies", "class_spectra", "fourier_magnitudes", "model_class_spectra",
            "nearest_mean_accuracy", "num_bins"]
 
 
-def _as_numpy(x, *, name: str, ndim: int | None = None) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    elif not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray; got {type(x).__name__}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions; got shape {tuple(x.shape)}")
-    return x
 
 
 def num_bins(steps: int) -> int:
     """Number of one-sided Fourier bins of a real sequence of ``steps`` samples: ``steps // 2 + 1``.
 
-    DC and (for even ``steps``) Nyquist included, exactly as ``rfft`` and the authors' FFT readout produce.
+    DC and (for even ``steps``) Nyquist included, exactly as ``rfft`` and the authors' FFT readout produce. Delegates to
+    :func:`twi_core.models.readouts.num_frequency_bins`, the one place this size is derived.
 
     >>> num_bins(100), num_bins(20), num_bins(7)
     (51, 11, 4)
     """
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int; got {steps!r}")
-    return int(steps) // 2 + 1
+    from twi_core.models.readouts import num_frequency_bins
+
+    if isinstance(steps, np.integer):
+        steps = int(steps)
+    return num_frequency_bins(steps)
 
 
 def bin_frequencies(steps: int, *, dt: float = 1.0) -> np.ndarray:
@@ -89,7 +86,7 @@ def fourier_magnitudes(states, *, time_axis: int = 1) -> np.ndarray:
     -------
     ndarray, float32, the input shape with ``T`` replaced by ``T // 2 + 1`` bins.
     """
-    x = _as_numpy(states, name="states")
+    x = as_numpy(states, name="states")
     if x.ndim == 0:
         raise ValueError("states must have a time axis; got a scalar")
     if not -x.ndim <= time_axis < x.ndim:
@@ -140,8 +137,8 @@ def class_spectra(magnitudes, masks, *, num_classes: int) -> ClassSpectra:
     -------
     ClassSpectra
     """
-    mag = _as_numpy(magnitudes, name="magnitudes", ndim=5)
-    lab = _as_numpy(masks, name="masks", ndim=3)
+    mag = as_numpy(magnitudes, name="magnitudes", ndim=5)
+    lab = as_numpy(masks, name="masks", ndim=3)
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
     b, k, c, h, w = mag.shape
@@ -176,8 +173,8 @@ def nearest_mean_accuracy(magnitudes, masks, means, *, foreground_only: bool = T
     -------
     float in [0, 1]; NaN if no pixel is scored.
     """
-    mag = _as_numpy(magnitudes, name="magnitudes", ndim=5)
-    lab = _as_numpy(masks, name="masks", ndim=3).astype(np.int64)
+    mag = as_numpy(magnitudes, name="magnitudes", ndim=5)
+    lab = as_numpy(masks, name="masks", ndim=3).astype(np.int64)
     means = np.asarray(means, dtype=np.float64)
     b, k, c, h, w = mag.shape
     if means.ndim != 3 or means.shape[1:] != (k, c):

@@ -66,7 +66,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
+
+from twi_core._arrays import as_numpy
 from scipy.signal import hilbert
 
 __all__ = ["SCHEMES", "analytic_signal", "fraction_above", "instantaneous_phase", "phase_gradient", "plane_wave",
@@ -78,14 +79,8 @@ __all__ = ["SCHEMES", "analytic_signal", "fraction_above", "instantaneous_phase"
 # ----------------------------------------------------------------------------------------------------------------------
 
 def _as_array(x, *, name: str, min_ndim: int) -> np.ndarray:
-    """A float64 numpy copy of ``x`` (torch or numpy), with at least ``min_ndim`` dimensions."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    elif not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray; got {type(x).__name__}")
-    if x.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions; got shape {tuple(x.shape)}")
-    return x
+    """A numpy view of ``x`` (torch or numpy), with at least ``min_ndim`` dimensions."""
+    return as_numpy(x, name=name, min_ndim=min_ndim)
 
 
 def _time_axis(time_axis: int, ndim: int) -> int:

@@ -17,11 +17,11 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from twi_core._arrays import as_numpy
 from twi_core.viz.palette import class_palette
 
 __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "data_limits",
@@ -29,14 +29,6 @@ __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mas
            "learning_curves", "bins_panel", "prediction_panel", "readout_bars", "state_frames", "symmetric_limits",
            "to_rgb_image"]
 
-def _np(x, *, name: str, ndim: int | None = None) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    elif not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray; got {type(x).__name__}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions; got shape {tuple(x.shape)}")
-    return x
 
 
 def _check_index(value: int, size: int, *, name: str) -> int:
@@ -72,7 +64,7 @@ def state_frames(states, *, sample: int = 0, channel: int = 0, stride: int = 1, 
     -------
     ndarray float32 ``(ceil(T / stride), H', W')``.
     """
-    s = _np(states, name="states", ndim=5)
+    s = as_numpy(states, name="states", ndim=5)
     b, t, c, h, w = s.shape
     sample = _check_index(sample, b, name="sample")
     channel = _check_index(channel, c, name="channel")
@@ -89,7 +81,7 @@ def symmetric_limits(values) -> tuple[float, float]:
     >>> symmetric_limits(np.array([-0.5, 2.0]))
     (-2.0, 2.0)
     """
-    m = float(np.nanmax(np.abs(_np(values, name="values")))) if np.size(values) else 0.0
+    m = float(np.nanmax(np.abs(as_numpy(values, name="values")))) if np.size(values) else 0.0
     m = m if m > 0 and np.isfinite(m) else 1.0
     return -m, m
 
@@ -101,7 +93,7 @@ def data_limits(values) -> tuple[float, float]:
     >>> data_limits(np.array([0.2, 0.5, np.nan]))
     (0.2, 0.5)
     """
-    v = _np(values, name="values")
+    v = as_numpy(values, name="values")
     v = v[np.isfinite(v)]
     if v.size == 0:
         return 0.0, 1.0
@@ -119,7 +111,7 @@ def class_colors(num_classes: int) -> np.ndarray:
 
 def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
     """A label mask ``(H, W)`` (or ``(B, H, W)``) as uint8 RGB ``(..., H, W, 3)`` in :func:`class_colors`."""
-    m = _np(mask, name="mask").astype(np.int64)
+    m = as_numpy(mask, name="mask").astype(np.int64)
     if m.size and (m.min() < 0 or m.max() >= num_classes):
         raise ValueError(f"mask holds labels in [{m.min()}, {m.max()}]; expected [0, {num_classes})")
     return (class_colors(num_classes)[m] * 255).round().astype(np.uint8)
@@ -127,7 +119,7 @@ def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
 
 def to_rgb_image(image) -> np.ndarray:
     """An input image ``(C_in, H, W)`` in [0, 1] (C_in = 1 or 3) as float ``(H, W, 3)`` for ``imshow``."""
-    x = _np(image, name="image", ndim=3)
+    x = as_numpy(image, name="image", ndim=3)
     if x.shape[0] == 1:
         x = np.repeat(x, 3, axis=0)
     elif x.shape[0] != 3:
@@ -151,7 +143,7 @@ def image_grid(rows: Sequence[np.ndarray], *, row_labels: Sequence[str] | None =
     panel_size : inches per panel.
     colorbar : draw one colour bar per row when the row shares a scale.
     """
-    rows = [_np(r, name="rows[i]", ndim=3) for r in rows]
+    rows = [as_numpy(r, name="rows[i]", ndim=3) for r in rows]
     if not rows:
         raise ValueError("rows must hold at least one (n, H, W) array")
     n_rows, n_cols = len(rows), max(r.shape[0] for r in rows)
@@ -211,7 +203,7 @@ def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None
     channels : hidden channels to show (default all).
     crop : optional ``(row_start, row_stop, col_start, col_stop)``.
     """
-    s = _np(states, name="states", ndim=5)
+    s = as_numpy(states, name="states", ndim=5)
     b, t, c, h, w = s.shape
     sample = _check_index(sample, b, name="sample")
     times = list(np.linspace(0, t - 1, min(n_times, t)).round().astype(int)) if times is None else list(times)
@@ -251,7 +243,7 @@ def bins_panel(features, *, sample: int = 0, bins: Sequence[int] | None = None, 
     frequencies : optional frequency per bin (e.g. :func:`twi_core.analysis.spectra.bin_frequencies`) for titles.
     label : word used in the titles ("bin", "projection", ...).
     """
-    f = _np(features, name="features", ndim=5)
+    f = as_numpy(features, name="features", ndim=5)
     b, k, c, h, w = f.shape
     sample = _check_index(sample, b, name="sample")
     bins = list(np.linspace(0, k - 1, min(n_bins, k)).round().astype(int)) if bins is None else list(bins)
@@ -283,7 +275,7 @@ def comparison_panel(panels: Mapping[str, tuple[np.ndarray, Sequence[str], str]]
         if kind not in kinds:
             raise ValueError(f"unknown panel kind {kind!r} for row {name!r}; expected one of {sorted(kinds)}")
         cm, sy, sh = kinds[kind]
-        rows.append(_np(images, name=f"panels[{name!r}]", ndim=3))
+        rows.append(as_numpy(images, name=f"panels[{name!r}]", ndim=3))
         labels.append(name)
         titles.append(list(row_titles))
         cmaps.append(cm)
@@ -304,12 +296,12 @@ def prediction_panel(images, truth, prediction, *, num_classes: int, class_names
     num_classes : colours come from :func:`class_colors`.
     class_names : legend labels (default ``class 0..n-1``).
     """
-    x = _np(images, name="images", ndim=4)
-    gt = _np(truth, name="truth", ndim=3)
+    x = as_numpy(images, name="images", ndim=4)
+    gt = as_numpy(truth, name="truth", ndim=3)
     preds = dict(prediction) if isinstance(prediction, Mapping) else {"prediction": prediction}
     if not preds:
         raise ValueError("prediction is an empty mapping; expected at least one (B, H, W) array")
-    preds = {name: _np(p, name=f"prediction[{name!r}]", ndim=3) for name, p in preds.items()}
+    preds = {name: as_numpy(p, name=f"prediction[{name!r}]", ndim=3) for name, p in preds.items()}
     for name, pr in preds.items():
         if gt.shape != pr.shape or gt.shape[0] != x.shape[0] or gt.shape[1:] != x.shape[2:]:
             raise ValueError(f"images {x.shape}, truth {gt.shape} and prediction {name!r} {pr.shape} must agree on "
@@ -481,7 +473,7 @@ def class_spectrum_plot(means, *, frequencies: Sequence[float] | None = None,
     normalize : divide each curve by its sum over the shown bins, so curves compare in shape rather than amplitude.
     skip_dc : leave out bin 0 (the mean of the time course, usually much larger than the rest).
     """
-    mu = _np(np.asarray(means), name="means", ndim=3).astype(np.float64)
+    mu = as_numpy(np.asarray(means), name="means", ndim=3).astype(np.float64)
     n, k, c = mu.shape
     names = list(class_names) if class_names is not None else [f"class {i}" for i in range(n)]
     if len(names) != n:
