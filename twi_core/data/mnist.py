@@ -22,7 +22,6 @@ import os
 import struct
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 
 import numpy as np
