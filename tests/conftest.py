@@ -8,6 +8,14 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TWI_PRESET", "smoke")
+# `pytest -n 2` runs two workers (and their notebook kernels) on a 2-core machine: one BLAS/OpenMP thread each, or the
+# spinning thread pools oversubscribe the cores and a training step gets ~10x slower (measured). Kernels inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread settings above)
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
