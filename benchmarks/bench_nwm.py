@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from twi_core._io import atomic_write_text
+from twi_core._memory import reuse_freed_memory
 from twi_core.models import engine
 from twi_core.models._engine_bench import bench_training_step, machine, peak_rss_step
 from twi_core.models.registry import paper_config
@@ -43,10 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp64-max-batch", type=int, default=16,
                         help="also compare gradients with a float64 run up to this batch")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="first call twi_core._memory.reuse_freed_memory() (glibc keeps freed memory for reuse)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here (e.g. book/_data/perf_nwm.json)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory and not reuse_freed_memory():
+        print("reuse_freed_memory(): not available here (glibc only)")
     result = {"machine": machine(), "tetrominoes": [], "multi_mnist": None}
     print(f"machine: {result['machine']}")
     print(f"{'readout':>8} {'B':>4} {'plain s':>8} {'fast s':>8} {'ratio':>6} {'limit s':>8} {'frac':>6} "

@@ -96,6 +96,16 @@ def test_shift_coupling_equals_conv():
     torch.testing.assert_close(engine._coupling_shift(y, w), engine._coupling_conv(y, w))
 
 
+@pytest.mark.parametrize("c", [1, 2, 3])
+def test_weight_grad_taps_equals_gemm_form(c):
+    """The compiled CUDA path's weight gradient (nine multiply-reductions) is the GEMM form's, non-square images too."""
+    g = torch.Generator().manual_seed(c)
+    u = torch.randn(5, c, 6, 7, generator=g, dtype=torch.float64)
+    y = torch.randn(5, c, 6, 7, generator=g, dtype=torch.float64)
+    w = torch.zeros(c, c, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(engine._weight_grad_taps(u, y, w), engine._weight_grad(u, y, w))
+
+
 def test_adjoint_kernel_is_the_transpose():
     """<conv(x), u> == <x, conv^T(u)> on the torus: the adjoint step uses the flipped, channel-transposed kernel."""
     g = torch.Generator().manual_seed(4)

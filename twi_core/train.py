@@ -40,6 +40,7 @@ import torch
 from twi_core import __version__
 from twi_core import metrics as _metrics
 from twi_core._io import atomic_write, atomic_write_json
+from twi_core.train_step import make_train_step
 
 __all__ = ["TrainConfig", "BEST_TOLERANCE", "fit", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE", "RESULT_FILE"]
 
@@ -215,36 +216,55 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 # -- the protocol ----------------------------------------------------------------------------------------------------
 
-def _train_epoch(model, optimizer, images, masks, *, order: torch.Generator, batch_size: int, device, bar):
-    """One epoch; returns (mean train loss, mean train pixel accuracy) or raises FloatingPointError on a NaN loss."""
-    model.train()
+#: On a GPU, read the running loss back (NaN check, progress bar) every this many steps.
+_GPU_CHECK_EVERY = 25
+
+
+def _train_epoch(step_fn, images, masks, *, order: torch.Generator, batch_size: int, device, bar):
+    """One epoch of ``step_fn`` (a :mod:`twi_core.train_step` step); returns (mean train loss, mean pixel accuracy).
+
+    Raises FloatingPointError on a NaN/inf loss. On CPU the loss is checked after every step; on a GPU the sums stay
+    on the device and are read every :data:`_GPU_CHECK_EVERY` steps (a read synchronises, which would idle the GPU).
+    """
     n = len(images)
-    perm = torch.randperm(n, generator=order)
     steps = n // batch_size  # drop_last=True, as the authors
-    loss_sum, acc_sum, seen = 0.0, 0.0, 0
-    for step in range(steps):
-        idx = perm[step * batch_size:(step + 1) * batch_size]
-        x, y = images[idx].to(device), masks[idx].to(device)
-        logits = model(x)
-        loss = _metrics.pixel_loss(logits, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"NaN/inf training loss at step {step + 1} of the epoch")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        b = x.shape[0]
-        loss_sum += float(loss.detach()) * b
-        acc_sum += float(_metrics.pixel_accuracy(logits.detach().argmax(1), y).sum())
-        seen += b
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
     if steps == 0:
         raise ValueError(f"n_train ({n}) is smaller than batch_size ({batch_size}): no full training batch")
-    return loss_sum / seen, acc_sum / seen
+    step_fn.model.train()
+    perm = torch.randperm(n, generator=order).to(images.device)
+    check_every = 1 if device.type == "cpu" else _GPU_CHECK_EVERY
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    acc_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for step in range(steps):
+        idx = perm[step * batch_size:(step + 1) * batch_size]
+        x, y = images[idx].to(device, non_blocking=True), masks[idx].to(device, non_blocking=True)
+        loss, logits = step_fn(x, y)
+        loss_sum += loss.double() * batch_size
+        acc_sum += _metrics.pixel_accuracy(logits.argmax(1), y).sum()
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            mean_loss = float(loss_sum) / ((step + 1) * batch_size)
+            if not math.isfinite(mean_loss):
+                where = f"step {step + 1}" if check_every == 1 else f"steps {step + 2 - check_every}..{step + 1}"
+                raise FloatingPointError(f"NaN/inf training loss at {where} of the epoch")
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+        bar.update(1)
+    seen = steps * batch_size
+    return float(loss_sum) / seen, float(acc_sum) / seen
+
+
+def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Let a (possibly CPU-saved) Adam state run inside a CUDA graph: step counters on the device, capturable on."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if state and "step" in state:
+                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(p.device)
 
 
 def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.device = "auto",
-        progress: bool = True, resume: bool = True, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        progress: bool = True, resume: bool = True, labels: Mapping[str, Any] | None = None,
+        graph: bool | None = None) -> dict[str, Any]:
     """Train ``config`` in ``run_dir`` (resuming from ``state.pt`` when present) and write ``result.json``.
 
     Parameters
@@ -261,6 +281,9 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         Continue from ``state.pt`` if present; ``False`` starts over.
     labels : dict, optional
         Descriptive fields stored under ``"labels"`` (not part of the key).
+    graph : bool, optional
+        Replay each training step as a CUDA graph (:class:`twi_core.train_step.GraphedStep`); ``None``: on CUDA.
+        The same updates either way (not part of the key); ``result.json`` records which ran (``train_step``).
 
     Returns
     -------
@@ -314,11 +337,20 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
 
     status, error = "complete", None
     steps_per_epoch = len(train_x) // config.batch_size
+    if dev.type == "cuda":  # the whole training split on the GPU: batches are gathered there, no host copies
+        train_x, train_y = train_x.to(dev), train_y.to(dev)
+    graph = dev.type == "cuda" if graph is None else graph
+    if graph:
+        _make_capturable(optimizer)
+    step_fn = None
+    if epoch0 < config.epochs and steps_per_epoch > 0:
+        b = config.batch_size
+        step_fn = make_train_step(model, optimizer, train_x[:b].to(dev), train_y[:b].to(dev), graph=graph)
     with _progress_bar(steps_per_epoch * (config.epochs - epoch0), run_dir.name, progress) as bar:
         for epoch in range(epoch0 + 1, config.epochs + 1):
             t0 = time.perf_counter()
             try:
-                train_loss, train_acc = _train_epoch(model, optimizer, train_x, train_y, order=order,
+                train_loss, train_acc = _train_epoch(step_fn, train_x, train_y, order=order,
                                                      batch_size=config.batch_size, device=dev, bar=bar)
             except FloatingPointError as err:
                 status, error = "failed", f"epoch {epoch}: {err}"
@@ -364,7 +396,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         "metrics": result_metrics, "best_epoch": best_epoch, "history": history,
         "seed": config.seed, "package_version": __version__, "git_commit": git_commit(),
         "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch_version": torch.__version__, "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
+        "torch_version": torch.__version__, "train_step": "graphed" if graph else "eager", "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
         "started": started, "finished": _now(), "data_source": source,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,
     }

@@ -50,6 +50,8 @@ def check_input(x: Any, *, in_channels: int, image_size: int, multiple_of: int =
             f"x has size {h}x{w}; this model was built for image_size={image_size} (square {image_size}x{image_size}); "
             "rebuild it with build(**{**model.config, 'image_size': ...}) to run another size"
         )
+    if x.is_cuda and torch.cuda.is_current_stream_capturing():
+        return  # reading a value back would synchronise, which CUDA-graph capture forbids (checked at warm-up)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or infinite values; expected finite inputs")
 

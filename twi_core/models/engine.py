@@ -42,6 +42,7 @@ features ``(B, H, W, F)`` (channels-last, contiguous, frequency-major ``k * C + 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ def dft_projection(steps: int, *, dtype: torch.dtype = torch.float32, device=Non
     proj = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=0)  # (2K, T)
     proj[proj.abs() < 1e-12] = 0.0
     return proj.to(dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_projection(steps: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Built once per (T, dtype, device): building it copies from the host, which CUDA-graph capture forbids.
+    return dft_projection(steps, dtype=dtype, device=device)
 
 
 def choose_segment(steps: int, state_bytes: int, *, budget: int | None = None) -> int:
@@ -194,41 +201,38 @@ class _Kernels:
     step_into: Callable  # (y, z, omega, alpha, weight, dt, y_out, z_out, s_out) -> None
     adjoint_into: Callable  # (gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt, u_out) -> (gy, gz)
     name: str
-
-
-_EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager")
+    weight_grad: Callable  # (u, y, weight) -> dL/dW_y (C, C, 3, 3) for a stack of N states (N, C, H, W)
 _COMPILED: dict[tuple, _Kernels] = {}
 
 
 def _shift_kernels() -> _Kernels:
     """The functional kernels with the shifted-add coupling (what the compiled path compiles), not compiled."""
-    return _Kernels(*_into(_make_step(_coupling_shift), _make_adjoint(_coupling_shift)), "shift")
+    return _Kernels(*_into(_make_step(_coupling_shift), _make_adjoint(_coupling_shift)), "shift", _weight_grad_taps)
 
 
 def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
     coupling = _coupling_shift if channels <= 4 else _coupling_conv
-    mode = "reduce-overhead" if device.type == "cuda" else None
-    key = (device.type, coupling.__name__, mode)
+    # No CUDA graphs here (mode=None): on CUDA the whole training step is captured as one graph instead
+    # (twi_core.train_step.GraphedStep), which a nested per-kernel graph would break. Shapes may vary between
+    # training and evaluation batches: dynamic=None recompiles once with a symbolic batch, then stays.
+    key = (device.type, coupling.__name__)
     if key not in _COMPILED:
         step_into, adjoint_into = _into(_make_step(coupling), _make_adjoint(coupling))
-        step_c = torch.compile(step_into, dynamic=False, mode=mode)
-        adjoint_c = torch.compile(adjoint_into, dynamic=False, mode=mode)
-        if mode == "reduce-overhead":
-            # CUDA-graph outputs live in the graph's static pool and are overwritten by the next replay, while the
-            # adjoint's outputs feed its next call: hand back private copies (two (B, C, H, W) copies per step).
-            compiled_adjoint = adjoint_c
-
-            def adjoint_c(*args):
-                gy, gz = compiled_adjoint(*args)
-                return gy.clone(), gz.clone()
-
-        _COMPILED[key] = _Kernels(step_c, adjoint_c, f"compiled({coupling.__name__}, mode={mode})")
+        dynamic = None if device.type == "cuda" else False
+        # The weight gradient: on CUDA with few channels, nine fused multiply-reductions; cuBLAS runs the GEMM form's
+        # (C x N*H*W) @ (N*H*W x C) products with 32x32 tiles for a 2x2 result (measured: 16 of 32 ms of an H100
+        # training step at B = 64). On the CPU and for many channels the GEMM form is the fast one.
+        weight_grad = (torch.compile(_weight_grad_taps, dynamic=dynamic)
+                       if device.type == "cuda" and coupling is _coupling_shift else _weight_grad)
+        _COMPILED[key] = _Kernels(torch.compile(step_into, dynamic=dynamic), torch.compile(adjoint_into, dynamic=dynamic),
+                                  f"compiled({coupling.__name__})", weight_grad)
     return _COMPILED[key]
 
 
 def _kernels(compile: bool | None, device: torch.device, channels: int) -> _Kernels:
-    if compile is None:
-        compile = device.type == "cuda" or os.environ.get("TWI_ENGINE_COMPILE", "0") == "1"
+    if compile is None:  # $TWI_ENGINE_COMPILE=1 or 0 forces it; unset: compile on CUDA only
+        choice = os.environ.get("TWI_ENGINE_COMPILE", "")
+        compile = choice == "1" if choice in ("0", "1") else device.type == "cuda"
     return _compiled_kernels(device, channels) if compile else _EAGER
 
 
@@ -260,6 +264,25 @@ def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
             off = a * (w + 2) + b
             grad[:, :, a, b] = ubig @ ybig[:, off:off + n * pitch].t()  # (C_out, C_in)
     return grad
+
+
+def _weight_grad_taps(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    r""":func:`_weight_grad` as nine multiply-reductions, one per tap (what the compiled CUDA path fuses).
+
+    :math:`\bar W[o, i, a, b] = \sum_{n,h,w} u[n, o, h, w]\, \mathrm{roll}(y)[n, i, h, w]` with the roll that brings
+    :math:`y[h + a - 1, w + b - 1]` to :math:`(h, w)`. Eager, this materialises (N, C, C, H, W) products: only for few
+    channels, and compiled.
+    """
+    c = y.shape[1]
+    taps = []
+    for a in range(3):
+        for b in range(3):
+            shifted = torch.roll(y, shifts=(1 - a, 1 - b), dims=(2, 3))  # shifted[h, w] = y[h + a - 1, w + b - 1]
+            taps.append((u.unsqueeze(2) * shifted.unsqueeze(1)).sum(dim=(0, 3, 4)))  # (C_out, C_in)
+    return torch.stack(taps, dim=-1).reshape(c, c, 3, 3).to(weight.dtype)
+
+
+_EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -326,8 +349,10 @@ class _Rollout(torch.autograd.Function):
                     acc = torch.where(newer, values, acc)
                     arg = torch.where(newer, index + start, arg)
             elif mode == "project":
-                part = projection[:, start:stop] @ ys.reshape(n, -1)  # (P, B*C*H*W)
-                acc = part if acc is None else acc.add_(part)
+                if acc is None:
+                    acc = projection[:, start:stop] @ ys.reshape(n, -1)  # (P, B*C*H*W)
+                else:  # in place: no second (P, B*C*H*W) temporary
+                    acc.addmm_(projection[:, start:stop], ys.reshape(n, -1))
         n_last = bounds[-1][1] - bounds[-1][0]
         if mode == "last":
             out = ybuf[n_last].clone()
@@ -396,7 +421,7 @@ class _Rollout(torch.autograd.Function):
                 gy, gz = spec.kernels.adjoint_into(
                     gy, gz, ybuf[i], zbuf[i], sbuf[i], omega, alpha, weight_t, g_omega, g_alpha, dt, ubuf[i]
                 )
-            g_weight += _weight_grad(ubuf[:n].flatten(0, 1), ybuf[:n].flatten(0, 1), weight)
+            g_weight += spec.kernels.weight_grad(ubuf[:n].flatten(0, 1), ybuf[:n].flatten(0, 1), weight)
         return gy, g_omega, g_alpha, g_weight, g_proj, None
 
 
@@ -495,7 +520,7 @@ def nwm_rollout(
         _check("time_weight", time_weight, (bins, steps))
         projection = time_weight
     elif readout == "fft":
-        projection = dft_projection(steps, dtype=y0.dtype, device=y0.device)
+        projection = _cached_projection(steps, y0.dtype, y0.device)
     mode = {None: "sequence", "linear": "project", "fft": "project"}.get(readout, readout)
     spec = _Spec(float(dt), steps, mode, segment, kernels)
     if projection is None:

@@ -1,0 +1,311 @@
+"""The NWM training step on a GPU: the plain eager step against the fast engine, compiled kernels and CUDA graphs.
+
+Usage (on a machine with CUDA)::
+
+    python benchmarks/bench_gpu.py --json book/_data/perf_gpu.json
+    python benchmarks/bench_gpu.py --batch 64 --repeats 30 --epoch        # also a full Tetrominoes epoch through fit()
+
+Variants of one training step (forward, cross-entropy, backward, Adam update) of the Tetrominoes NWM-linear (T = 100,
+176,124 parameters), each on its own copy of the same initial weights, timed with CUDA events (median of ``--repeats``
+steps after warm-up, variants interleaved round by round so that clock drift hits all alike):
+
+- ``plain``: the specification rollout (:func:`~twi_core.models.dynamics.nwm_rollout_plain`), eager, Adam (foreach);
+- ``plain+graph``: the same step replayed as a CUDA graph (:class:`twi_core.train_step.GraphedStep`);
+- ``fast``: the engine (:mod:`twi_core.models.engine`) with eager kernels, eager step;
+- ``fast+graph``: the engine with eager kernels in a CUDA graph;
+- ``fast+compile+graph``: the engine with ``torch.compile``-d step kernels in a CUDA graph (the default of
+  :func:`twi_core.train.fit` on CUDA).
+
+Equality: logits and every parameter gradient of one step, fast+compile against plain and against plain in float64;
+and the parameters after 5 graphed steps against 5 eager steps on the same batches. Memory: peak allocated bytes of one
+Multi-MNIST training step (C = 16, 128×128, T = 100, batch 64) plain vs fast. ``--epoch``: a full Tetrominoes epoch
+(10,000 images, batch 64, validation included) through :func:`twi_core.train.fit`, graphed and eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from twi_core._io import atomic_write_text
+from twi_core.models._engine_bench import machine, training_flops_per_image
+from twi_core.models.registry import build, paper_config
+from twi_core.train_step import EagerStep, GraphedStep
+
+
+def _config(dataset: str, **changes) -> dict:
+    cfg = dict(paper_config(dataset, "nwm", "linear"))
+    cfg.update(changes)
+    return cfg
+
+
+def _batch(cfg: dict, batch: int, device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    size = cfg["image_size"]
+    x = torch.rand(batch, cfg["in_channels"], size, size, generator=g)
+    y = torch.randint(0, cfg["num_classes"], (batch, size, size), generator=g)
+    return x.to(device), y.to(device)
+
+
+def _compile_env(on: bool) -> None:
+    os.environ["TWI_ENGINE_COMPILE"] = "1" if on else "0"
+
+
+def _variant(name: str, base_state: dict, cfg: dict, x, y):
+    """A fresh model (same initial weights) and its step callable for variant ``name``."""
+    engine = "plain" if name.startswith("plain") else "fast"
+    model = build(**{**cfg, "engine": engine}).cuda()
+    model.load_state_dict(base_state)
+    graphed = name.endswith("+graph")
+    _compile_env("compile" in name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed)
+    step = GraphedStep(model, optimizer, x, y) if graphed else EagerStep(model, optimizer)
+    return model, step
+
+
+def _time_round_robin(steps: dict, x, y, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Milliseconds per step of each callable, measured with CUDA events, variants interleaved."""
+    for name, step in steps.items():
+        _compile_env("compile" in name)
+        for _ in range(warmup):
+            step(x, y)
+    torch.cuda.synchronize()
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            _compile_env("compile" in name)
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step(x, y)
+            stop.record()
+            stop.synchronize()
+            times[name].append(start.elapsed_time(stop))
+    return times
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def _grads(model, x, y):
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
+    return logits.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def equality(cfg: dict, batch: int) -> dict:
+    """Fast (compiled kernels) vs plain vs plain in float64 on one step; graphed vs eager over 5 updates."""
+    torch.manual_seed(0)
+    base = build(**{**cfg, "engine": "plain"}).cuda()
+    x, y = _batch(cfg, batch, "cuda", seed=1)
+    fast = build(**{**cfg, "engine": "fast"}).cuda()
+    fast.load_state_dict(base.state_dict())
+    exact = copy.deepcopy(base).double()
+    _compile_env(True)
+    lf, gf = _grads(fast, x, y)
+    lp, gp = _grads(base, x, y)
+    le, ge = _grads(exact, x.double(), y)
+    worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
+    out = {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
+           "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge)}
+    # Graphed vs eager training: the gradient of the first update (same weights), then the weights after 5 updates
+    # on 5 batches (Adam's first steps are about lr * sign(g), so rounding of tiny gradients shows up as lr-sized
+    # differences in single weights; "moved" is how far the 5 updates take the weights, for scale).
+    batches = [_batch(cfg, batch, "cuda", seed=10 + i) for i in range(5)]
+    models = {}
+    for graphed in (False, True):
+        m = build(**{**cfg, "engine": "fast"}).cuda()
+        m.load_state_dict(base.state_dict())
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3, capturable=graphed)
+        step = GraphedStep(m, opt, *batches[0]) if graphed else EagerStep(m, opt)
+        for i, (bx, by) in enumerate(batches):
+            step(bx, by)
+            if i == 0:
+                models[f"grad{int(graphed)}"] = [p.grad.detach().clone() for p in m.parameters()]
+        models[graphed] = m
+    out["grad_rel_graphed_vs_eager_step1"] = max(_rel(g, h) for g, h in zip(models["grad1"], models["grad0"]))
+    out["params_rel_graphed_vs_eager_after_5"] = max(
+        _rel(p.detach(), q.detach()) for p, q in zip(models[True].parameters(), models[False].parameters()))
+    out["params_rel_moved_after_5"] = max(
+        _rel(p.detach(), q.detach()) for p, q in zip(models[False].parameters(), base.parameters()))
+    return out
+
+
+def step_times(cfg: dict, batch: int, repeats: int, variants: list[str], tf32: bool) -> dict:
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.manual_seed(0)
+    base_state = build(**{**cfg, "engine": "plain"}).state_dict()
+    x, y = _batch(cfg, batch, "cuda")
+    steps, compile_s = {}, {}
+    for name in variants:
+        t0 = time.perf_counter()
+        _, steps[name] = _variant(name, base_state, cfg, x, y)
+        if not name.endswith("+graph"):
+            _compile_env("compile" in name)
+            steps[name](x, y)  # first call: compile (when compiled) and allocate
+        torch.cuda.synchronize()
+        compile_s[name] = time.perf_counter() - t0
+    times = _time_round_robin(steps, x, y, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    flops = training_flops_per_image(cfg) * batch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return {"batch": batch, "tf32": tf32, "median_ms": med, "times_ms": times, "setup_s": compile_s,
+            "ratio_vs_plain": {k: med["plain"] / v for k, v in med.items()} if "plain" in med else {},
+            "tflops": {k: flops / (v / 1e3) / 1e12 for k, v in med.items()}, "flops_per_step": flops}
+
+
+def memory(batch: int) -> dict:
+    """Peak allocated GPU memory of one Multi-MNIST training step, plain vs fast."""
+    cfg = _config("multi_mnist")
+    out = {"batch": batch}
+    torch.manual_seed(0)
+    base = build(**{**cfg, "engine": "plain"}).cuda()
+    x, y = _batch(cfg, batch, "cuda")
+    grads = {}
+    for which in ("fast", "plain"):
+        model = build(**{**cfg, "engine": which}).cuda()
+        model.load_state_dict(base.state_dict())
+        _compile_env(True)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        try:
+            t0 = time.perf_counter()
+            _, grads[which] = _grads(model, x, y)
+            torch.cuda.synchronize()
+            out[f"peak_bytes_{which}"] = torch.cuda.max_memory_allocated() - before
+            out[f"step_s_{which}"] = time.perf_counter() - t0
+        except torch.cuda.OutOfMemoryError as err:
+            out[f"peak_bytes_{which}"] = None
+            out[f"error_{which}"] = f"out of memory: {str(err).splitlines()[0]}"
+        del model
+    if len(grads) == 2:
+        out["grad_rel_fast_vs_plain"] = max(_rel(grads["fast"][k], grads["plain"][k]) for k in grads["plain"]
+                                            if float(grads["plain"][k].norm()) > 0)
+        out["peak_share_fast"] = out["peak_bytes_fast"] / out["peak_bytes_plain"]
+    return out
+
+
+def epoch(graph: bool, epochs: int = 2, engine: str = "fast") -> dict:
+    """A full Tetrominoes training through fit(): 10,000 images per epoch at batch 64, validation after each."""
+    import dataclasses
+
+    from twi_core.reproduce import train_config
+    from twi_core.train import fit
+
+    _compile_env(engine == "fast")
+    cfg = train_config("tetrominoes", "nwm", "linear", preset="paper", epochs=epochs)
+    cfg = dataclasses.replace(cfg, model={**cfg.model, "engine": engine})
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = fit(cfg, tmp, device="cuda", progress=False, graph=graph)
+        wall = time.perf_counter() - t0
+    return {"graph": graph, "engine": engine, "epochs": epochs, "epoch_s": [h["time_s"] for h in result["history"]], "wall_s": wall,
+            "val_fg_iou": [h["val_fg_iou"] for h in result["history"]], "train_loss": [h["train_loss"] for h in result["history"]],
+            "n_train": result["n_images"]["train"], "batch_size": cfg.batch_size, "train_step": result["train_step"]}
+
+
+def profile(cfg: dict, batch: int, variants: list[str], rows: int = 22) -> dict:
+    """GPU time by kernel of one eager step per variant (torch.profiler): where a step's time goes."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    base_state = build(**{**cfg, "engine": "plain"}).state_dict()
+    x, y = _batch(cfg, batch, "cuda")
+    out = {}
+    for name in variants:
+        _, step = _variant(name, base_state, cfg, x, y)
+        _compile_env("compile" in name)
+        for _ in range(3):
+            step(x, y)
+        torch.cuda.synchronize()
+        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step(x, y)
+            torch.cuda.synchronize()
+        events = [e for e in prof.key_averages() if e.device_time_total > 0]
+        events.sort(key=lambda e: -e.self_device_time_total)
+        total = sum(e.self_device_time_total for e in events)
+        out[name] = {"gpu_ms": total / 1e3, "top": [(e.key[:90], e.count, round(e.self_device_time_total / 1e3, 3))
+                                                    for e in events[:rows]]}
+        print(f"\n-- profile {name}, B={batch}: GPU busy {total / 1e3:.2f} ms --")
+        for key, count, ms in out[name]["top"]:
+            print(f"{ms:9.3f} ms {count:6d}x  {key}")
+    return out
+
+
+def _guard(results: dict, key: str, fn, *args, **kwargs) -> None:
+    try:
+        results[key] = fn(*args, **kwargs)
+    except Exception as err:  # report and go on: one failing section must not cost the others
+        results[key] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
+        print(f"[{key}] FAILED: {type(err).__name__}: {err}", flush=True)
+    print(f"[{key}] {json.dumps(results[key], default=float)[:1500]}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 32])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--variants", nargs="+",
+                        default=["plain", "plain+graph", "fast", "fast+graph", "fast+compile+graph"])
+    parser.add_argument("--tf32", action="store_true", help="also time every variant with TF32 matmuls")
+    parser.add_argument("--mm-batch", type=int, default=64, help="Multi-MNIST batch for peak memory (0: skip)")
+    parser.add_argument("--epoch", action="store_true", help="also train full Tetrominoes epochs through fit()")
+    parser.add_argument("--profile", nargs="*", default=None, help="profile these variants (eager steps) and stop")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_gpu needs CUDA; none is available here", file=sys.stderr)
+        return 2
+    results: dict = {"machine": machine(), "steps": []}
+    print(f"machine: {results['machine']}", flush=True)
+    cfg = _config("tetrominoes")
+    if args.profile is not None:
+        _guard(results, "profile", profile, cfg, args.batch[0], args.profile or ["plain", "fast+compile"])
+        if args.json:
+            atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+        return 0
+    _guard(results, "equality", equality, cfg, 16)
+    for batch in args.batch:
+        for tf32 in ([False, True] if args.tf32 else [False]):
+            _guard(results, f"steps_b{batch}_tf32{int(tf32)}", step_times, cfg, batch, args.repeats, args.variants, tf32)
+            results["steps"].append(results.pop(f"steps_b{batch}_tf32{int(tf32)}"))
+    if args.mm_batch:
+        _guard(results, "memory", memory, args.mm_batch)
+    if args.epoch:
+        _guard(results, "epoch_graphed", epoch, True)
+        _guard(results, "epoch_eager", epoch, False, 1)
+        _guard(results, "epoch_plain_eager", epoch, False, 1, "plain")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+    print("\n== summary ==")
+    for r in results["steps"]:
+        if "median_ms" not in r:
+            continue
+        print(f"B={r['batch']} tf32={r['tf32']}: " + ", ".join(
+            f"{k} {v:.2f} ms (x{r['ratio_vs_plain'].get(k, float('nan')):.1f}, {r['tflops'][k]:.1f} TFLOP/s)"
+            for k, v in r["median_ms"].items()))
+    for key in ("equality", "memory", "epoch_graphed", "epoch_eager", "epoch_plain_eager"):
+        if key in results:
+            print(key, {k: v for k, v in results[key].items() if k != "traceback"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
