@@ -118,9 +118,26 @@ def equality(cfg: dict, batch: int) -> dict:
     lf, gf = _grads(fast, x, y)
     lp, gp = _grads(base, x, y)
     le, ge = _grads(exact, x.double(), y)
+    from twi_core.models import engine as _engine
+
+    u, yy = torch.randn(6400, 2, 64, 64, device="cuda"), torch.randn(6400, 2, 64, 64, device="cuda")
+    w = torch.zeros(2, 2, 3, 3, device="cuda")
+    kernels = _engine._kernels(True, torch.device("cuda"), 2)
+    out_wg = {"weight_grad_function": f"{kernels.weight_grad.__module__}.{kernels.weight_grad.__name__}",
+              "weight_grad_rel_vs_gemm_form": _rel(kernels.weight_grad(u, yy, w), _engine._weight_grad(u, yy, w))}
+    for name, fn in (("device", kernels.weight_grad), ("gemm", _engine._weight_grad)):
+        fn(u, yy, w)
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            fn(u, yy, w)
+        stop.record()
+        stop.synchronize()
+        out_wg[f"weight_grad_ms_{name}_N6400"] = start.elapsed_time(stop) / 5
+    del u, yy
     worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
     out = {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
-           "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge)}
+           "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge), **out_wg}
     # Graphed vs eager training: the gradient of the first update (same weights), then the weights after 5 updates
     # on 5 batches (Adam's first steps are about lr * sign(g), so rounding of tiny gradients shows up as lr-sized
     # differences in single weights; "moved" is how far the 5 updates take the weights, for scale).

@@ -96,14 +96,21 @@ def test_shift_coupling_equals_conv():
     torch.testing.assert_close(engine._coupling_shift(y, w), engine._coupling_conv(y, w))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Triton weight gradient runs on CUDA only")
 @pytest.mark.parametrize("c", [1, 2, 3])
-def test_weight_grad_taps_equals_gemm_form(c):
-    """The compiled CUDA path's weight gradient (nine multiply-reductions) is the GEMM form's, non-square images too."""
+def test_triton_weight_grad_equals_gemm_form(c):
+    """The CUDA path's weight gradient (one Triton reduction) is the GEMM form's, non-square images too."""
+    from twi_core.models import _triton_wgrad
+
     g = torch.Generator().manual_seed(c)
-    u = torch.randn(5, c, 6, 7, generator=g, dtype=torch.float64)
-    y = torch.randn(5, c, 6, 7, generator=g, dtype=torch.float64)
+    u = torch.randn(37, c, 6, 7, generator=g, dtype=torch.float64)
+    y = torch.randn(37, c, 6, 7, generator=g, dtype=torch.float64)
     w = torch.zeros(c, c, 3, 3, dtype=torch.float64)
-    torch.testing.assert_close(engine._weight_grad_taps(u, y, w), engine._weight_grad(u, y, w))
+    expected = engine._weight_grad(u, y, w)
+    got = _triton_wgrad.weight_grad(u.cuda(), y.cuda(), w.cuda()).cpu()
+    torch.testing.assert_close(got, expected)
+    got32 = _triton_wgrad.weight_grad(u.float().cuda(), y.float().cuda(), w.float().cuda()).cpu()
+    torch.testing.assert_close(got32.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_adjoint_kernel_is_the_transpose():

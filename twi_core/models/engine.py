@@ -42,6 +42,7 @@ features ``(B, H, W, F)`` (channels-last, contiguous, frequency-major ``k * C + 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -207,7 +208,7 @@ _COMPILED: dict[tuple, _Kernels] = {}
 
 def _shift_kernels() -> _Kernels:
     """The functional kernels with the shifted-add coupling (what the compiled path compiles), not compiled."""
-    return _Kernels(*_into(_make_step(_coupling_shift), _make_adjoint(_coupling_shift)), "shift", _weight_grad_taps)
+    return _Kernels(*_into(_make_step(_coupling_shift), _make_adjoint(_coupling_shift)), "shift", _weight_grad)
 
 
 def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
@@ -219,21 +220,40 @@ def _compiled_kernels(device: torch.device, channels: int) -> _Kernels:
     if key not in _COMPILED:
         step_into, adjoint_into = _into(_make_step(coupling), _make_adjoint(coupling))
         dynamic = None if device.type == "cuda" else False
-        # The weight gradient: on CUDA with few channels, nine fused multiply-reductions; cuBLAS runs the GEMM form's
-        # (C x N*H*W) @ (N*H*W x C) products with 32x32 tiles for a 2x2 result (measured: 16 of 32 ms of an H100
-        # training step at B = 64). On the CPU and for many channels the GEMM form is the fast one.
-        weight_grad = (torch.compile(_weight_grad_taps, dynamic=dynamic)
-                       if device.type == "cuda" and coupling is _coupling_shift else _weight_grad)
         _COMPILED[key] = _Kernels(torch.compile(step_into, dynamic=dynamic), torch.compile(adjoint_into, dynamic=dynamic),
-                                  f"compiled({coupling.__name__})", weight_grad)
+                                  f"compiled({coupling.__name__})", _device_weight_grad(device, channels))
     return _COMPILED[key]
+
+
+def _device_weight_grad(device: torch.device, channels: int) -> Callable:
+    """The weight-gradient function for ``device``: a Triton reduction on CUDA for C <= 4, else the GEMM form.
+
+    cuBLAS runs the GEMM form's (C x N*H*W) @ (N*H*W x C) products with one 32x32 tile per 2x2 result and no split
+    of the long axis: measured 16 of the 32 ms of an H100 training step (Tetrominoes, B = 64). For many channels, and
+    on the CPU, the GEMM form is the fast one.
+    """
+    if device.type == "cuda" and channels <= 4:
+        try:
+            from twi_core.models import _triton_wgrad
+        except ImportError:  # no Triton: the GEMM form, slower on a GPU but the same numbers
+            return _weight_grad
+        return _triton_wgrad.weight_grad
+    return _weight_grad
 
 
 def _kernels(compile: bool | None, device: torch.device, channels: int) -> _Kernels:
     if compile is None:  # $TWI_ENGINE_COMPILE=1 or 0 forces it; unset: compile on CUDA only
         choice = os.environ.get("TWI_ENGINE_COMPILE", "")
         compile = choice == "1" if choice in ("0", "1") else device.type == "cuda"
-    return _compiled_kernels(device, channels) if compile else _EAGER
+    if compile:
+        return _compiled_kernels(device, channels)
+    if device.type == "cuda":  # eager step kernels, with the GPU's weight gradient
+        key = ("cuda-eager", channels <= 4)
+        if key not in _COMPILED:
+            _COMPILED[key] = dataclasses.replace(_EAGER, name="eager(cuda)",
+                                                 weight_grad=_device_weight_grad(device, channels))
+        return _COMPILED[key]
+    return _EAGER
 
 
 def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -264,22 +284,6 @@ def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
             off = a * (w + 2) + b
             grad[:, :, a, b] = ubig @ ybig[:, off:off + n * pitch].t()  # (C_out, C_in)
     return grad
-
-
-def _weight_grad_taps(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    r""":func:`_weight_grad` as nine multiply-reductions, one per tap (what the compiled CUDA path fuses).
-
-    :math:`\bar W[o, i, a, b] = \sum_{n,h,w} u[n, o, h, w]\, \mathrm{roll}(y)[n, i, h, w]` with the roll that brings
-    :math:`y[h + a - 1, w + b - 1]` to :math:`(h, w)`. Eager, this materialises (N, C, C, H, W) products: only for few
-    channels, and compiled.
-    """
-    c = y.shape[1]
-    taps = []
-    for a in range(3):
-        for b in range(3):
-            shifted = torch.roll(y, shifts=(1 - a, 1 - b), dims=(2, 3))  # shifted[h, w] = y[h + a - 1, w + b - 1]
-            taps.append((u.unsqueeze(2) * shifted.unsqueeze(1)).sum(dim=(0, 3, 4)))  # (C_out, C_in)
-    return torch.stack(taps, dim=-1).reshape(c, c, 3, 3).to(weight.dtype)
 
 
 _EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
