@@ -184,10 +184,10 @@ def step_times(cfg: dict, batch: int, repeats: int, variants: list[str], tf32: b
             "tflops": {k: flops / (v / 1e3) / 1e12 for k, v in med.items()}, "flops_per_step": flops}
 
 
-def memory(batch: int) -> dict:
+def memory(batch: int, compiled: bool = True) -> dict:
     """Peak allocated GPU memory of one Multi-MNIST training step, plain vs fast."""
     cfg = _config("multi_mnist")
-    out = {"batch": batch}
+    out = {"batch": batch, "compiled_kernels": compiled}
     torch.manual_seed(0)
     base = build(**{**cfg, "engine": "plain"}).cuda()
     x, y = _batch(cfg, batch, "cuda")
@@ -195,7 +195,7 @@ def memory(batch: int) -> dict:
     for which in ("fast", "plain"):
         model = build(**{**cfg, "engine": which}).cuda()
         model.load_state_dict(base.state_dict())
-        _compile_env(True)
+        _compile_env(compiled)
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", action="store_true", help="also time every variant with TF32 matmuls")
     parser.add_argument("--mm-batch", type=int, default=64, help="Multi-MNIST batch for peak memory (0: skip)")
     parser.add_argument("--epoch", action="store_true", help="also train full Tetrominoes epochs through fit()")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the Multi-MNIST peak memory, with eager step kernels (no compile time)")
     parser.add_argument("--profile", nargs="*", default=None, help="profile these variants (eager steps) and stop")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -294,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _config("tetrominoes")
     if args.profile is not None:
         _guard(results, "profile", profile, cfg, args.batch[0], args.profile or ["plain", "fast+compile"])
+        if args.json:
+            atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+        return 0
+    if args.memory_only:
+        _guard(results, "memory", memory, args.mm_batch, False)
         if args.json:
             atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
         return 0

@@ -223,3 +223,58 @@ def test_flop_count_matches_reference_notes():
     assert abs(flops / 6 / 1e9 - 0.753) < 0.001
     last = training_flops_per_image(paper_config("tetrominoes", "nwm", "last"))
     assert abs(last / 6 / 1e9 - 0.607) < 0.001  # §11.3: "Tetro NWM last" 0.607 GMAC
+
+
+def _mixed_compare(*, c, segment, dtype, steps=12, p=3, tol=1e-5):
+    y0, omega, alpha, weight, _ = _inputs(dtype=dtype, steps=steps, c=c)
+    mix = (0.2 * torch.randn(p, steps, c, generator=torch.Generator().manual_seed(5), dtype=dtype)).requires_grad_()
+    inputs = (y0, omega, alpha, weight, mix)
+    states = nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=steps)  # (B, T, C, H, W)
+    ref = torch.einsum("ptc,btchw->bhwp", mix, states)
+    out = engine.nwm_mixed(y0, omega, alpha, weight, mix, dt=0.1, steps=steps, segment=segment)
+    assert out.shape == ref.shape
+    assert _rel(out, ref) <= tol
+    probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    for name, g, gr in zip(["y0", "omega", "alpha", "coupling_weight", "mix"],
+                           torch.autograd.grad((out * probe).sum(), inputs),
+                           torch.autograd.grad((ref * probe).sum(), inputs)):
+        assert _rel(g, gr) <= 10 * tol, f"gradient of {name} differs by {_rel(g, gr):.2e}"
+
+
+@pytest.mark.parametrize("c, segment", [(2, None), (3, 5), (5, 1)])
+def test_mixed_projection_equals_plain(c, segment):
+    """nwm_mixed (the linear readout folded into the head's first layer): values and all gradients, fp32 and fp64."""
+    _mixed_compare(c=c, segment=segment, dtype=torch.float32)
+    _mixed_compare(c=c, segment=segment, dtype=torch.float64, tol=1e-12)
+
+
+def test_mixed_projection_rejects_wrong_shapes():
+    y0, omega, alpha, weight, _ = _inputs(steps=12, c=2)
+    with pytest.raises(ValueError, match=r"mix must have shape \(P, T=12, C=2\)"):
+        engine.nwm_mixed(y0, omega, alpha, weight, torch.zeros(3, 11, 2), dt=0.1, steps=12)
+    with pytest.raises(TypeError, match="mix must be a torch.Tensor"):
+        engine.nwm_mixed(y0, omega, alpha, weight, [[0.0]], dt=0.1, steps=12)
+
+
+def test_nwm_with_folded_linear_head_equals_plain():
+    """A narrow head (the Multi-MNIST shape): the fast NWM folds readout and first layer; loss and gradients as plain."""
+    from twi_core.models.nwm import fuse_linear_head
+    from twi_core.models.registry import build
+
+    torch.manual_seed(0)
+    fast = build("nwm", in_channels=1, num_classes=4, image_size=8, hidden_channels=3, steps=40, head="small")
+    assert fuse_linear_head(fast.settings)
+    plain = build(**{**fast.config, "engine": "plain"})
+    plain.load_state_dict(fast.state_dict())
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(2))
+    losses = []
+    for model in (fast, plain):
+        loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters()):
+        assert _rel(p.grad, q.grad) <= 1e-4, f"{name} differs by {_rel(p.grad, q.grad):.2e}"
+    with torch.no_grad():  # and in inference
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)

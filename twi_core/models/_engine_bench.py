@@ -18,6 +18,7 @@ from torch import nn
 
 __all__ = [
     "bench_training_step",
+    "gpu_summary",
     "compare_models",
     "machine",
     "matmul_gflops",
@@ -254,3 +255,41 @@ def live_comparison(settings) -> dict[str, Any]:
     config = {**paper_config("tetrominoes", "nwm", "linear"), "steps": settings.live_steps,
               "image_size": settings.live_size}
     return bench_training_step(config, settings.live_batch, repeats=settings.repeats)
+
+
+#: What each variant of ``benchmarks/bench_gpu.py`` is, for tables.
+GPU_VARIANTS: dict[str, str] = {
+    "plain": "specification rollout, eager (the authors' way)",
+    "plain+graph": "specification rollout, step replayed as a CUDA graph",
+    "fast": "engine, eager kernels",
+    "fast+graph": "engine, eager kernels, CUDA graph",
+    "fast+compile+graph": "engine, compiled kernels, CUDA graph (default of fit on CUDA)",
+}
+
+
+def gpu_summary(result: dict[str, Any]):
+    """Tables from a ``benchmarks/bench_gpu.py`` JSON: step times per variant, and full-epoch times.
+
+    Returns ``(steps, epochs)`` DataFrames: ``steps`` has one row per (batch, TF32, variant) with the median ms, the
+    ratio to the plain eager step measured in the same rounds and the achieved TFLOP/s; ``epochs`` one row per
+    ``fit`` measurement (seconds per epoch, validation included).
+    """
+    import pandas as pd
+
+    rows = []
+    for r in result.get("steps", []):
+        for name, ms in r.get("median_ms", {}).items():
+            rows.append({"batch": r["batch"], "TF32": r["tf32"], "variant": name,
+                         "what": GPU_VARIANTS.get(name, ""), "ms/step": ms,
+                         "× plain": r["ratio_vs_plain"].get(name), "TFLOP/s": r["tflops"][name]})
+    epochs = []
+    for key, label in (("epoch_plain_eager", "plain, eager"), ("epoch_eager", "fast, eager"),
+                       ("epoch_graphed", "fast, CUDA graph")):
+        e = result.get(key)
+        if not e or "epoch_s" not in e:
+            continue
+        epochs.append({"training step": label, "first epoch s": e["epoch_s"][0],
+                       "later epochs s": e["epoch_s"][1] if len(e["epoch_s"]) > 1 else None,
+                       "images/epoch": e["n_train"], "batch": e["batch_size"],
+                       "val FG-IoU after epoch 1": e["val_fg_iou"][0]})
+    return pd.DataFrame(rows), pd.DataFrame(epochs)

@@ -29,11 +29,16 @@ them), and is tested against it for every readout (``tests/test_engine.py``). It
 4. **Compiled step kernels** (optional, ``compile=True``, and automatic on CUDA): the step and its adjoint are each
    compiled by ``torch.compile`` (per-step regional compilation, not the unrolled loop, which the design notes
    measured as slow to compile and no faster), with the coupling written as shifted adds for C ≤ 4 so inductor fuses
-   convolution, tanh and update into one loop. On CUDA ``mode="reduce-overhead"`` adds CUDA graphs: the shapes must
-   stay fixed (use ``drop_last=True``). The GPU path is correct by construction (same functions) but was not measured
-   on the development machine, which has no GPU. On that 2-core CPU, compiling the two kernels took about 70 s and
-   ran no faster than the eager kernels (which write into preallocated buffers with ``out=``), so the CPU default is
-   eager; ``$TWI_ENGINE_COMPILE=1`` turns compilation on.
+   convolution, tanh and update into one kernel. No CUDA graphs here: on CUDA :func:`twi_core.train.fit` captures the
+   whole training step as one graph (:class:`twi_core.train_step.GraphedStep`). On CUDA with C ≤ 4 the coupling's
+   weight gradient is one Triton reduction (:mod:`twi_core.models._triton_wgrad`; cuBLAS ran the GEMM form at 18 ms
+   against 1.3 ms on an H100). On the 2-core development CPU, compiling took about 70 s and ran no faster than the
+   eager kernels (which write into preallocated buffers with ``out=``), so the CPU default is eager;
+   ``$TWI_ENGINE_COMPILE=1`` or ``0`` forces the choice. Measured on an H100 (``benchmarks/bench_gpu.py``): a
+   Tetrominoes training step at batch 64 in 15.1 ms against 101.7 ms for the plain eager step (6.7×).
+5. **The linear readout folded into the head** (:func:`nwm_mixed`): for a narrow head (Multi-MNIST) the first layer
+   of the head and the time projection are one (P, T, C) map applied to the states online; see
+   :func:`twi_core.models.nwm.fuse_linear_head`.
 
 Contract of :func:`nwm_rollout`: ``readout=None`` returns ``(B, T, C, H, W)``; a readout name returns the per-pixel
 features ``(B, H, W, F)`` (channels-last, contiguous, frequency-major ``k * C + c``), exactly what
@@ -52,7 +57,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_rollout"]
+__all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_mixed",
+           "nwm_rollout"]
 
 #: The readouts the engine accumulates online (``None``, the full sequence, is accepted too).
 ENGINE_READOUTS: tuple[str, ...] = ("fft", "last", "linear", "max", "mean")
@@ -297,9 +303,15 @@ _EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
 class _Spec:
     dt: float
     steps: int
-    mode: str  # "sequence", "last", "mean", "max" or "project"
+    mode: str  # "sequence", "last", "mean", "max", "project" or "mix"
     segment: int
     kernels: _Kernels
+
+
+def _channels_major(ys: torch.Tensor) -> torch.Tensor:
+    """(n, B, C, H, W) states as the (n*C, B*H*W) matrix that a channel-mixing time projection multiplies (a copy)."""
+    n, b, c, h, w = ys.shape
+    return ys.transpose(1, 2).reshape(n * c, b * h * w)
 
 
 def _segments(steps: int, segment: int) -> list[tuple[int, int]]:
@@ -352,6 +364,13 @@ class _Rollout(torch.autograd.Function):
                     newer = values > acc  # strict: an earlier maximum wins, as torch.max(dim) does
                     acc = torch.where(newer, values, acc)
                     arg = torch.where(newer, index + start, arg)
+            elif mode == "mix":  # acc (P, B*H*W) += M[:, segment] (P, n*C) @ states as (n*C, B*H*W)
+                part = _channels_major(ys)
+                mix_seg = projection[:, start:stop].reshape(projection.shape[0], -1)
+                if acc is None:
+                    acc = mix_seg @ part
+                else:
+                    acc.addmm_(mix_seg, part)
             elif mode == "project":
                 if acc is None:
                     acc = projection[:, start:stop] @ ys.reshape(n, -1)  # (P, B*C*H*W)
@@ -366,6 +385,8 @@ class _Rollout(torch.autograd.Function):
             out = acc
         elif mode == "project":
             out = acc.reshape(projection.shape[0], *shape)  # (P, B, C, H, W)
+        elif mode == "mix":
+            out = acc.reshape(projection.shape[0], shape[0], *shape[2:])  # (P, B, H, W)
         ctx.spec = spec
         ctx.whole = whole
         saved = (ybuf, zbuf, sbuf) if whole else (by, bz)
@@ -386,8 +407,9 @@ class _Rollout(torch.autograd.Function):
         g_omega = torch.zeros_like(omega)
         g_alpha = torch.zeros_like(alpha)
         g_weight = torch.zeros_like(weight)
-        g_proj = torch.zeros_like(projection) if ctx.needs_input_grad[4] and mode == "project" else None
-        g_flat = grad_out.reshape(projection.shape[0], -1) if mode == "project" else None  # (P, B*C*H*W)
+        g_proj = torch.zeros_like(projection) if ctx.needs_input_grad[4] and mode in ("project", "mix") else None
+        g_flat = grad_out.reshape(projection.shape[0], -1) if mode in ("project", "mix") else None  # (P, B*C*H*W)
+        b, c, h, w = shape
         g_mean = grad_out / steps if mode == "mean" else None
         if ctx.whole:
             ybuf, zbuf, sbuf = rest
@@ -410,11 +432,17 @@ class _Rollout(torch.autograd.Function):
                 g_seq = (projection[:, start:stop].t() @ g_flat).reshape(n, *shape)  # (n, B, C, H, W)
                 if g_proj is not None:
                     g_proj[:, start:stop] = g_flat @ ybuf[1:n + 1].reshape(n, -1).t()
+            elif mode == "mix":
+                mix_seg = projection[:, start:stop].reshape(projection.shape[0], -1)  # (P, n*C)
+                # (n*C, B*H*W) -> per step a (B, C, H, W) view (no copy)
+                g_seq = (mix_seg.t() @ g_flat).view(n, c, b, h, w).transpose(1, 2)
+                if g_proj is not None:
+                    g_proj[:, start:stop] = (g_flat @ _channels_major(ybuf[1:n + 1]).t()).view(-1, n, c)
             for i in range(n - 1, -1, -1):  # local step i maps state i to state i+1 and emits y_{start+i+1}
                 t = start + i
                 if mode == "sequence":
                     gy = gy + grad_out[:, t]
-                elif mode == "project":
+                elif mode in ("project", "mix"):
                     gy = gy + g_seq[i]
                 elif mode == "mean":
                     gy = gy + g_mean
@@ -434,6 +462,33 @@ def _check(name: str, x: torch.Tensor, shape: tuple | None = None) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if shape is not None and tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+
+
+def _rollout_node(y0, omega, alpha, coupling_weight, projection, *, dt, steps, mode, segment, compile) -> torch.Tensor:
+    """Check the common arguments, pick the segment and kernels, and apply the rollout node."""
+    _check("y0", y0)
+    if y0.dim() != 4:
+        raise ValueError(f"y0 must have shape (B, C, H, W), got {tuple(y0.shape)}")
+    _check("omega", omega, y0.shape)
+    _check("alpha", alpha, y0.shape)
+    c = y0.shape[1]
+    _check("coupling_weight", coupling_weight, (c, c, 3, 3))
+    _check_steps(steps)
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (0 < dt < math.inf):
+        raise ValueError(f"dt must be a positive finite float, got {dt!r}")
+    if segment is None:
+        segment = choose_segment(steps, y0.numel() * y0.element_size())
+    elif isinstance(segment, bool) or not isinstance(segment, int) or not 1 <= segment:
+        raise ValueError(f"segment must be an int in 1..steps={steps}, got {segment!r}")
+    spec = _Spec(float(dt), steps, mode, min(segment, steps), _kernels(compile, y0.device, c))
+    if projection is None:
+        projection = y0.new_zeros(0, steps)
+    return _Rollout.apply(y0, omega, alpha, coupling_weight, projection, spec)
 
 
 def nwm_rollout(
@@ -496,26 +551,9 @@ def nwm_rollout(
     >>> tuple(nwm_rollout(y0, om, al, laplacian_kernel(2), dt=0.1, steps=5, readout="fft").shape)
     (1, 6, 6, 6)
     """
-    _check("y0", y0)
-    if y0.dim() != 4:
-        raise ValueError(f"y0 must have shape (B, C, H, W), got {tuple(y0.shape)}")
-    _check("omega", omega, y0.shape)
-    _check("alpha", alpha, y0.shape)
-    c = y0.shape[1]
-    _check("coupling_weight", coupling_weight, (c, c, 3, 3))
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (0 < dt < math.inf):
-        raise ValueError(f"dt must be a positive finite float, got {dt!r}")
     if readout is not None and readout not in ENGINE_READOUTS:
         raise ValueError(f"unknown readout {readout!r}; expected None or one of {sorted(ENGINE_READOUTS)}")
-    if segment is None:
-        segment = choose_segment(steps, y0.numel() * y0.element_size())
-    elif isinstance(segment, bool) or not isinstance(segment, int) or not 1 <= segment:
-        raise ValueError(f"segment must be an int in 1..steps={steps}, got {segment!r}")
-    segment = min(segment, steps)
-    b, _, h, w = y0.shape
-    kernels = _kernels(compile, y0.device, c)
+    _check_steps(steps)
     bins = _num_bins(steps)
     projection = None
     if readout == "linear":
@@ -524,12 +562,12 @@ def nwm_rollout(
         _check("time_weight", time_weight, (bins, steps))
         projection = time_weight
     elif readout == "fft":
+        _check("y0", y0)
         projection = _cached_projection(steps, y0.dtype, y0.device)
     mode = {None: "sequence", "linear": "project", "fft": "project"}.get(readout, readout)
-    spec = _Spec(float(dt), steps, mode, segment, kernels)
-    if projection is None:
-        projection = y0.new_zeros(0, steps)
-    out = _Rollout.apply(y0, omega, alpha, coupling_weight, projection, spec)
+    out = _rollout_node(y0, omega, alpha, coupling_weight, projection, dt=dt, steps=steps, mode=mode,
+                        segment=segment, compile=compile)
+    b, c, h, w = y0.shape
     if readout is None:
         return out  # (B, T, C, H, W)
     if readout in ("last", "mean", "max"):
@@ -565,3 +603,56 @@ def nwm_features(
         raise ValueError(f"unknown readout {readout!r}; expected one of {sorted(ENGINE_READOUTS)}")
     return nwm_rollout(y0, omega, alpha, coupling_weight, dt=dt, steps=steps, readout=readout,
                        time_weight=time_weight, segment=segment, compile=compile)
+
+
+def nwm_mixed(
+    y0: torch.Tensor,
+    omega: torch.Tensor,
+    alpha: torch.Tensor,
+    coupling_weight: torch.Tensor,
+    mix: torch.Tensor,
+    *,
+    dt: float,
+    steps: int,
+    segment: int | None = None,
+    compile: bool | None = None,
+) -> torch.Tensor:
+    r"""A channel-mixing linear map of the whole state sequence, accumulated online: :math:`\sum_{t,c} M_{p t c}\, y_t[c]`.
+
+    With :math:`M_{p t c} = \sum_k W^{(1)}_{p,\,kC + c}\, W^{time}_{k t}` this is the first layer of the per-pixel head
+    applied to the ``linear`` readout (before its bias), computed without the readout's K·C features per pixel: for
+    the Multi-MNIST NWM (C = 16, T = 100, K = 51, first hidden width 32) the features are 816 numbers per pixel, the
+    result 32, and the arithmetic falls from K·C·(T + 32) to T·C·32 multiply-adds per pixel.
+
+    Parameters
+    ----------
+    y0, omega, alpha, coupling_weight, dt, steps, segment, compile
+        As :func:`nwm_rollout`.
+    mix : Tensor, shape (P, T, C)
+        :math:`M`.
+
+    Returns
+    -------
+    Tensor
+        ``(B, H, W, P)``, channels-last.
+
+    Examples
+    --------
+    >>> from twi_core.models.dynamics import laplacian_kernel, nwm_rollout_plain
+    >>> g = torch.Generator().manual_seed(0)
+    >>> y0, om, al = (0.1 * torch.rand(1, 2, 6, 6, generator=g) for _ in range(3))
+    >>> m = torch.randn(3, 5, 2, generator=g)
+    >>> out = nwm_mixed(y0, om, al, laplacian_kernel(2), m, dt=0.1, steps=5)
+    >>> ys = nwm_rollout_plain(y0, om, al, laplacian_kernel(2), dt=0.1, steps=5)  # (B, T, C, H, W)
+    >>> bool(torch.allclose(out, torch.einsum("ptc,btchw->bhwp", m, ys), atol=1e-6))
+    True
+    """
+    _check("y0", y0)
+    if y0.dim() != 4:
+        raise ValueError(f"y0 must have shape (B, C, H, W), got {tuple(y0.shape)}")
+    _check("mix", mix)
+    if mix.dim() != 3 or mix.shape[1] != steps or mix.shape[2] != y0.shape[1]:
+        raise ValueError(f"mix must have shape (P, T={steps}, C={y0.shape[1]}), got {tuple(mix.shape)}")
+    out = _rollout_node(y0, omega, alpha, coupling_weight, mix, dt=dt, steps=steps, mode="mix", segment=segment,
+                        compile=compile)  # (P, B, H, W)
+    return out.permute(1, 2, 3, 0)

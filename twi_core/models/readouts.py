@@ -168,6 +168,18 @@ class PixelMLP(nn.Module):
         logits = pixel_mlp(features, [m.weight for m in linears], [m.bias for m in linears])
         return logits.permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
 
+    def forward_after_first(self, pre: torch.Tensor) -> torch.Tensor:
+        r"""The head from its first pre-activation on: :math:`z_1` ``(B, H, W, h_1)`` (bias included) -> ``(B, n, H, W)``.
+
+        ``forward(x)`` equals ``forward_after_first(x @ W_1.T + b_1)``; the NWM uses it when it computes
+        :math:`z_1` straight from the states (:func:`twi_core.models.engine.nwm_mixed`).
+        """
+        if not self.fused:
+            return self.layers[1:](pre).permute(0, 3, 1, 2)  # ReLU, Linear, ..., Linear
+        linears = [m for m in self.layers if isinstance(m, nn.Linear)][1:]
+        logits = pixel_mlp(torch.relu(pre), [m.weight for m in linears], [m.bias for m in linears])
+        return logits.permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
+
     def forward_plain(self, features: torch.Tensor) -> torch.Tensor:
         """The ``nn.Sequential`` form of :meth:`forward`, ``(B, H, W, F) -> (B, n, H, W)``: the specification."""
         return self.layers(features).permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
