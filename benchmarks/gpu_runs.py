@@ -7,15 +7,21 @@ Usage::
 Each ``dataset/family/variant`` is :func:`twi_core.reproduce.train_config` at the ``paper`` preset (full splits,
 batch 64, Adam 1e-3) with ``--epochs`` replacing the paper's 300, trained by :func:`twi_core.train.fit` in its own
 process (the GPU runs them side by side; small models leave most of it idle). ``result.json`` (with its provenance:
-device, torch version, git commit, wall time) and ``checkpoint.pt`` of each run are copied to ``--out/<slug>/``.
+device, torch version, git commit, wall time) and ``checkpoint.pt`` of each run are copied to ``--out/<slug>/`` as
+soon as that run finishes. With ``--deadline S`` the runs still going after S seconds are stopped and their
+``state.pt`` (the last completed epoch) is copied instead: put it back into a run folder of the same configuration and
+:func:`twi_core.runs.obtain` continues from there (a lent GPU's time is limited; a run must not be lost to it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 _CHILD = """
@@ -35,32 +41,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--deadline", type=float, default=None, help="seconds; stop the runs still going and keep state.pt")
     args = parser.parse_args(argv)
     from twi_core.data import load  # generate each dataset once, before the children race for the cache
 
     for dataset in sorted({p.split("/")[0] for p in args.points}):
         for split in ("train", "val", "test"):
             load(dataset, split)
-    children = []
+    store = Path(tempfile.mkdtemp(prefix="twi-gpu-runs-"))
+    env = {**os.environ, "TWI_RUNS_DIR": str(store)}
+    children = {}
     for point in args.points:
         dataset, family, variant = point.split("/")
-        children.append(subprocess.Popen([sys.executable, "-c", _CHILD, dataset, family, variant, str(args.epochs),
-                                          str(args.seed)], stdout=subprocess.PIPE, text=True))
-    status = 0
-    for point, child in zip(args.points, children):
-        out, _ = child.communicate()
-        status |= child.returncode
-        lines = out.strip().splitlines()
-        if child.returncode or not lines:
-            print(f"{point}: failed (exit {child.returncode})", flush=True)
-            continue
-        path = Path(lines[-1].split()[0])
-        dest = args.out / point.replace("/", "_")
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("result.json", "checkpoint.pt"):
-            if (path / name).exists():
-                shutil.copy2(path / name, dest / name)
-        print(f"{point}: {lines[-1]}", flush=True)
+        children[point] = subprocess.Popen([sys.executable, "-c", _CHILD, dataset, family, variant, str(args.epochs),
+                                            str(args.seed)], stdout=subprocess.PIPE, text=True, env=env)
+    start, status = time.monotonic(), 0
+    while children:
+        time.sleep(2)
+        late = args.deadline is not None and time.monotonic() - start > args.deadline
+        for point, child in list(children.items()):
+            if child.poll() is None and not late:
+                continue
+            if child.poll() is None:
+                child.kill()
+            out = child.communicate()[0] or ""
+            del children[point]
+            dest = args.out / point.replace("/", "_")
+            dest.mkdir(parents=True, exist_ok=True)
+            runs = [d for d in store.iterdir() if d.name.startswith(point.replace("/", "-"))]
+            kept = []
+            for run in runs:
+                for name in ("result.json", "checkpoint.pt") if child.returncode == 0 else ("state.pt",):
+                    if (run / name).exists():
+                        shutil.copy2(run / name, dest / name)
+                        kept.append(name)
+            status |= 0 if child.returncode == 0 else 1
+            print(f"{point}: exit {child.returncode} after {time.monotonic() - start:.0f} s, kept {kept or 'nothing'}; "
+                  f"{out.strip()[-200:]}", flush=True)
     return status
 
 

@@ -161,28 +161,37 @@ def test_choose_segment():
     assert engine.choose_segment(100, 10**8, budget=10**9) == 10
 
 
+def _assert_fast_model_equals_plain(fast, x, target, label=""):
+    """Loss and every parameter gradient of one training step, fast vs plain (same weights), and inference logits."""
+    from twi_core.models.registry import build
+
+    plain = build(**{**fast.config, "engine": "plain"})
+    plain.load_state_dict(fast.state_dict())
+    losses = []
+    for model in (fast, plain):
+        loss = F.cross_entropy(model(x), target)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters()):
+        if q.grad is None:
+            assert p.grad is None or float(p.grad.abs().max()) == 0.0, name
+        else:
+            assert _rel(p.grad, q.grad) <= 1e-4, f"{label}: {name} differs by {_rel(p.grad, q.grad):.2e}"
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)
+
+
 def test_model_fast_equals_plain_training_step():
     """The whole NWM (encoders, engine, head): fast and plain give the same loss and parameter gradients."""
     from twi_core.models.registry import build
 
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(2))
     for readout in ("linear", "fft", "max"):
         torch.manual_seed(0)
         fast = build("nwm", in_channels=3, num_classes=4, image_size=8, steps=10, readout=readout)
-        plain = build(**{**fast.config, "engine": "plain"})
-        plain.load_state_dict(fast.state_dict())
-        x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-        target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(2))
-        losses = []
-        for model in (fast, plain):
-            loss = F.cross_entropy(model(x), target)
-            loss.backward()
-            losses.append(loss.detach())
-        torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
-        for (name, p), q in zip(fast.named_parameters(), plain.parameters()):
-            if q.grad is None:
-                assert p.grad is None or float(p.grad.abs().max()) == 0.0, name
-            else:
-                assert _rel(p.grad, q.grad) <= 1e-4, f"{readout}: {name} differs by {_rel(p.grad, q.grad):.2e}"
+        _assert_fast_model_equals_plain(fast, x, target, readout)
 
 
 @pytest.mark.parametrize(
@@ -264,17 +273,6 @@ def test_nwm_with_folded_linear_head_equals_plain():
     torch.manual_seed(0)
     fast = build("nwm", in_channels=1, num_classes=4, image_size=8, hidden_channels=3, steps=40, head="small")
     assert fuse_linear_head(fast.settings)
-    plain = build(**{**fast.config, "engine": "plain"})
-    plain.load_state_dict(fast.state_dict())
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(2))
-    losses = []
-    for model in (fast, plain):
-        loss = F.cross_entropy(model(x), target)
-        loss.backward()
-        losses.append(loss.detach())
-    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
-    for (name, p), q in zip(fast.named_parameters(), plain.parameters()):
-        assert _rel(p.grad, q.grad) <= 1e-4, f"{name} differs by {_rel(p.grad, q.grad):.2e}"
-    with torch.no_grad():  # and in inference
-        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-6)
+    _assert_fast_model_equals_plain(fast, x, target, "folded")
