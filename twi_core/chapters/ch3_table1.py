@@ -9,12 +9,13 @@ The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); tha
 "all background" network. :func:`cnn_bottleneck` measures it per run, so the page can state the dead-seed fraction.
 
 Sizing of the ``book`` preset (chapter budget 8 minutes on the 2-core CPU). Training steps at batch 16 measured on the
-idle build machine (2 threads): NWM-linear 1.95 s, Conv-LSTM-linear 1.5 s, CNN L = 2 1.2 s (the per-pixel MLP head,
-98 -> 256 -> 256 -> 256 -> 6 at every pixel, dominates all of them). The live grid (9 runs: 300 Tetrominoes images for 2
-epochs each, two CNN seeds per depth, 300 MNIST images for 1 epoch) trains in about 6.5 minutes, and validation, test
-and figures bring the chapter to about 7.5. At 600 image presentations the calibration puts the NWM-linear on its
-"foreground found, class at chance" plateau (it leaves it after 3,000–4,000 images at batch 16), so the page checks the
-paper's claims on the live runs and explains the ones that do not hold at this budget.
+idle build machine (2 threads) before the fused head: NWM-linear 1.95 s, Conv-LSTM-linear 1.5 s, CNN L = 2 1.2 s (the
+per-pixel MLP head, 98 -> 256 -> 256 -> 256 -> 6 at every pixel, dominates all of them). With 300 training images per
+run (9 runs: 2 Tetrominoes epochs each, two CNN seeds per depth, 1 MNIST epoch) the chapter took 457 s; the fused head
+(:mod:`twi_core.models.head`) brought that to 312 s, and the preset spends the saving on 450 training images per run
+(1.5x the data in about the chapter's old wall time). At 900 image presentations the calibration still puts the
+NWM-linear on its "foreground found, class at chance" plateau (it leaves it after 3,000–4,000 images at batch 16), so
+the page checks the paper's claims on the live runs and explains the ones that do not hold at this budget.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                       ["mnist", "nwm", "linear", {"epochs": 1}]],
-             "seeds": 1, "cnn_seeds": 2, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 300, "n_val": 64,
+             "seeds": 1, "cnn_seeds": 2, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 450, "n_val": 64,
              "n_test": 100, "steps": None, "n_gallery": 4, "gif_stride": 2},
     "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
               "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1},

@@ -10,6 +10,6 @@
 
 from __future__ import annotations
 
-from twi_core.viz.animation import SCRUBBER_CLASS, frames_to_rgb, gif_bytes, save_gif, scrubber, show_gif
+from twi_core.viz.animation import SCRUBBER_CLASS, frames_to_rgb, gif_bytes, save_gif, scrubber, show_gif, stride_phrase
 
-__all__ = ["SCRUBBER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif"]
+__all__ = ["SCRUBBER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif", "stride_phrase"]

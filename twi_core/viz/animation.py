@@ -24,7 +24,7 @@ import imageio.v3 as iio
 import matplotlib
 import numpy as np
 
-__all__ = ["frames_to_rgb", "save_gif", "gif_bytes", "show_gif", "scrubber", "SCRUBBER_CLASS"]
+__all__ = ["frames_to_rgb", "save_gif", "gif_bytes", "show_gif", "scrubber", "stride_phrase", "SCRUBBER_CLASS"]
 
 #: CSS class on the scrubber's outer box (tests and page scripts find scrubbers by it).
 SCRUBBER_CLASS = "twi-scrubber"
@@ -234,3 +234,20 @@ def scrubber(frames, *, fps: float = 10, width: int = 320, cmap: str = "bwr", vm
     box.add_class(SCRUBBER_CLASS)
     box.links = links  # the two browser-side links (kept for inspection; the widget registry keeps them alive)
     return box
+
+
+def stride_phrase(stride: int) -> str:
+    """How a caption says which steps an animation keeps: ``"every step"``, ``"every 2nd step"``, ``"every 5th step"``.
+
+    Examples
+    --------
+    >>> [stride_phrase(k) for k in (1, 2, 3, 4, 11, 12, 21, 22)]  # doctest: +NORMALIZE_WHITESPACE
+    ['every step', 'every 2nd step', 'every 3rd step', 'every 4th step', 'every 11th step', 'every 12th step',
+     'every 21st step', 'every 22nd step']
+    """
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
+    if stride == 1:
+        return "every step"
+    suffix = "th" if 10 <= stride % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    return f"every {stride}{suffix} step"
