@@ -18,6 +18,7 @@ from torch import nn
 
 __all__ = [
     "bench_training_step",
+    "gpu_report",
     "gpu_summary",
     "compare_models",
     "machine",
@@ -293,3 +294,47 @@ def gpu_summary(result: dict[str, Any]):
                        "images/epoch": e["n_train"], "batch": e["batch_size"],
                        "val FG-IoU after epoch 1": e["val_fg_iou"][0]})
     return pd.DataFrame(rows), pd.DataFrame(epochs)
+
+
+def gpu_report(result: dict[str, Any]) -> dict[str, Any]:
+    """What the Performance page shows of a ``bench_gpu.py`` JSON: short text lines, tables, a figure, glue values.
+
+    Returns ``{"lines": [str], "steps": DataFrame (indexed by batch, TF32, variant), "epochs": DataFrame,
+    "figure": Figure, "glue": {name: str}}``.
+    """
+    import matplotlib.pyplot as plt
+
+    steps, epochs = gpu_summary(result)
+    m, eq, mem = result["machine"], result["equality"], result["memory"]
+    lines = [
+        f"measured on: {m['cuda']}, torch {m['torch']}",
+        f"fast vs plain (B=16): forward {eq['forward_rel_fast_vs_plain']:.1e}, worst gradient "
+        f"{eq['grad_rel_fast_vs_plain']:.1e}",
+        f"  against float64: fast {eq['grad_rel_fast_vs_fp64']:.1e}, plain {eq['grad_rel_plain_vs_fp64']:.1e}",
+        f"CUDA graph vs eager: first-step gradients differ by {eq['grad_rel_graphed_vs_eager_step1']:.1e};",
+        f"  weights after 5 Adam updates by {eq['params_rel_graphed_vs_eager_after_5']:.1e} "
+        f"(the updates move them by {eq['params_rel_moved_after_5']:.1e})",
+        f"coupling weight gradient, 6,400 states: Triton {eq['weight_grad_ms_device_N6400']:.2f} ms, "
+        f"GEMM form {eq['weight_grad_ms_gemm_N6400']:.2f} ms (equal to {eq['weight_grad_rel_vs_gemm_form']:.1e})",
+        f"Multi-MNIST step, batch {mem['batch']}: peak allocated plain {mem['peak_bytes_plain'] / 2**30:.1f} GiB, "
+        f"fast {mem['peak_bytes_fast'] / 2**30:.1f} GiB ({mem['peak_share_fast']:.3f} of plain)",
+    ]
+    fp32 = steps[~steps["TF32"]]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for k, (batch, group) in enumerate(fp32.groupby("batch", sort=False)):
+        bars = ax.barh([f"B={batch}  {v}" for v in group["variant"]], group["ms/step"], color=f"C{k}")
+        ax.bar_label(bars, labels=[f"{ms:.1f} ms (x{r:.1f})" for ms, r in zip(group["ms/step"], group["× plain"])],
+                     padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per training step (fp32, median)")
+    ax.set_xlim(0, fp32["ms/step"].max() * 1.35)
+    ax.set_title("Tetrominoes NWM-linear training step on an H100", fontsize=10)
+    fig.tight_layout()
+    best = fp32[(fp32["batch"] == 64) & (fp32["variant"] == "fast+compile+graph")].iloc[0]
+    by_step = epochs.set_index("training step")
+    glue = {"gpu_ratio64": f"{best['× plain']:.1f}", "gpu_ms64": f"{best['ms/step']:.1f}",
+            "gpu_epoch_s": f"{by_step.loc['fast, CUDA graph', 'later epochs s']:.1f}",
+            "gpu_epoch_plain_s": f"{by_step.loc['plain, eager', 'first epoch s']:.1f}"}
+    table = steps.drop(columns="what").set_index(["batch", "TF32", "variant"])
+    return {"lines": lines, "steps": table.round({"ms/step": 2, "× plain": 2, "TFLOP/s": 1}),
+            "epochs": epochs.set_index("training step").round(2), "figure": fig, "glue": glue}
