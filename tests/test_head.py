@@ -184,3 +184,12 @@ def test_fused_head_on_cuda_equals_sequential():
     assert _rel(logits, ref_logits) <= 1e-5
     for a, b in zip(grads, ref_grads):
         assert _rel(a, b) <= 1e-4
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_forward_after_first_continues_the_head(fused):
+    """forward(x) == forward_after_first(x @ W1.T + b1): the entry the NWM uses when it folds its readout in."""
+    model = _model("small", torch.float64, fused=fused)
+    x = torch.randn(2, 3, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    first = model.layers[0]
+    torch.testing.assert_close(model.forward_after_first(x @ first.weight.T + first.bias), model(x))

@@ -396,7 +396,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         "metrics": result_metrics, "best_epoch": best_epoch, "history": history,
         "seed": config.seed, "package_version": __version__, "git_commit": git_commit(),
         "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch_version": torch.__version__, "train_step": "graphed" if graph else "eager", "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
+        "torch_version": torch.__version__, "train_step": "graphed" if graph else "eager",
+        "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
         "started": started, "finished": _now(), "data_source": source,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,
     }
