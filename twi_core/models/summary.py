@@ -88,6 +88,13 @@ def layer_table(model: nn.Module, *, batch: int = 1, image_size: int | None = No
     for name, module in model.named_modules():
         if name and not list(module.children()):
             hooks.append(module.register_forward_hook(hook(name)))
+    # Trace the heads in their nn.Sequential form: the fused head computes the same without calling its submodules,
+    # so their hooks would not fire.
+    from twi_core.models.readouts import PixelMLP
+
+    heads = [(m, m.fused) for m in model.modules() if isinstance(m, PixelMLP)]
+    for m, _ in heads:
+        m.fused = False
     try:
         with torch.no_grad():
             was_training = model.training
@@ -97,6 +104,8 @@ def layer_table(model: nn.Module, *, batch: int = 1, image_size: int | None = No
     finally:
         for h in hooks:
             h.remove()
+        for m, fused in heads:
+            m.fused = fused
     if recurrent:
         states = out[1]
         for row in rows:
