@@ -38,8 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from twi_core._io import atomic_write_text
-from twi_core.models._engine_bench import machine, training_flops_per_image
+from twi_core.models._engine_bench import machine, save_results, training_flops_per_image
 from twi_core.models.registry import build, paper_config
 from twi_core.train_step import EagerStep, GraphedStep
 
@@ -297,12 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         _guard(results, "profile", profile, cfg, args.batch[0], args.profile or ["plain", "fast+compile"])
         if args.json:
-            atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+            save_results(args.json, results)
         return 0
     if args.memory_only:
         _guard(results, "memory", memory, args.mm_batch, False)
         if args.json:
-            atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+            save_results(args.json, results)
         return 0
     _guard(results, "equality", equality, cfg, 16)
     for batch in args.batch:
@@ -316,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         _guard(results, "epoch_eager", epoch, False, 1)
         _guard(results, "epoch_plain_eager", epoch, False, 1, "plain")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(results, indent=1, default=float))
+        save_results(args.json, results)
     print("\n== summary ==")
     for r in results["steps"]:
         if "median_ms" not in r:

@@ -16,16 +16,14 @@ gradient equality; saved-for-backward bytes scale linearly with the batch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from twi_core._io import atomic_write_text
 from twi_core._memory import reuse_freed_memory
 from twi_core.models import engine
-from twi_core.models._engine_bench import bench_training_step, machine, peak_rss_step
+from twi_core.models._engine_bench import bench_training_step, machine, peak_rss_step, save_results
 from twi_core.models.registry import paper_config
 
 
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['peak_rss_plain'] / 2**20:.0f} MiB, fast {r['peak_rss_fast'] / 2**20:.0f} MiB "
               f"({r['peak_rss_fast'] / r['peak_rss_plain']:.3f}); forward rel {r['forward_rel']:.1e}, grad rel {r['grad_rel_max']:.1e}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
-        print(f"wrote {args.json}")
+        save_results(args.json, result)
     return 0
 
 

@@ -12,14 +12,12 @@ appendix page "Performance" plots the JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from twi_core._io import atomic_write_text
-from twi_core.models._engine_bench import bench_training_step, machine
+from twi_core.models._engine_bench import bench_training_step, machine, save_results
 from twi_core.models.registry import paper_config
 
 
@@ -52,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{vary:>10} {value:>6} {r['plain_s']:8.3f} {r['fast_s']:8.3f} {r['ratio']:6.2f} "
               f"{r['saved_bytes_plain'] / 2**20:10.0f}Mi {r['saved_bytes_fast'] / 2**20:9.0f}Mi", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(result, indent=1, default=float))
-        print(f"wrote {args.json}")
+        save_results(args.json, result)
     return 0
 
 

@@ -19,6 +19,7 @@ from torch import nn
 __all__ = [
     "bench_training_step",
     "gpu_report",
+    "save_results",
     "gpu_summary",
     "compare_models",
     "machine",
@@ -49,6 +50,19 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def save_results(path, result: dict[str, Any]) -> None:
+    """Write a benchmark's results as JSON (atomically, folders created; numpy/torch scalars as floats)."""
+    import json
+    from pathlib import Path
+
+    from twi_core._io import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1, default=float))
+    print(f"wrote {path}")
 
 
 def model_pair(config: dict[str, Any], *, seed: int = 0) -> tuple[nn.Module, nn.Module]:
