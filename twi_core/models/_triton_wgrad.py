@@ -7,7 +7,7 @@ r"""The coupling's weight gradient on CUDA as one Triton reduction (few channels
 for a stack of N states (N = segment length × batch). cuBLAS runs the GEMM form of :func:`engine._weight_grad`
 ((C × N·H·W) @ (N·H·W × C), nine times) with one 32×32 tile for the 2×2 result and no split over the long axis: on an
 H100 the nine products took 16 of the 32 ms of a Tetrominoes training step at batch 64. Here every program reads one
-block of the flat, halo-padded buffers of :func:`engine._weight_grad` (u zero outside the image, so wrapped positions
+block of the flat, halo-padded buffers of :func:`engine._halo_buffers` (the GEMM form's operands) (u zero outside the image, so wrapped positions
 add nothing) and writes its 9·C² partial sums; one ``sum`` over programs finishes. The work is one pass over u and
 y (memory-bound), spread over thousands of programs.
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from twi_core.models.engine import _halo_buffers
 
 __all__ = ["weight_grad"]
 
@@ -42,20 +44,8 @@ def _partials(u_ptr, y_ptr, out_ptr, length, u_row, y_row, pitch_w, C: tl.conste
 
 def weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``(C, C, 3, 3)`` weight gradient of the circular 3×3 coupling for stacks ``u, y`` of shape (N, C, H, W)."""
-    n, c, h, w = y.shape
-    pitch = (h + 2) * (w + 2)
-    length = n * pitch
-    tail = 2 * (w + 2) + 2
-    ybig = y.new_empty((c, length + tail))  # (C, N*(H+2)*(W+2) + tail): y with its periodic halo, flat
-    ybig[:, length:].zero_()
-    yv = ybig[:, :length].view(c, n, h + 2, w + 2)
-    yv[:, :, 1:-1, 1:-1].copy_(y.transpose(0, 1))
-    yv[:, :, 0, 1:-1].copy_(yv[:, :, h, 1:-1])
-    yv[:, :, h + 1, 1:-1].copy_(yv[:, :, 1, 1:-1])
-    yv[:, :, :, 0].copy_(yv[:, :, :, w])
-    yv[:, :, :, w + 1].copy_(yv[:, :, :, 1])
-    ubig = u.new_zeros((c, length))  # u at the top-left H×W corner of each (H+2)×(W+2) tile, zero elsewhere
-    ubig.view(c, n, h + 2, w + 2)[:, :, :h, :w].copy_(u.transpose(0, 1))
+    c, w = y.shape[1], y.shape[3]
+    ubig, ybig, length = _halo_buffers(u, y)
     programs = triton.cdiv(length, BLOCK)
     partial = torch.empty((programs, c * c * 9), device=u.device, dtype=u.dtype)
     _partials[(programs,)](ubig, ybig, partial, length, ubig.stride(0), ybig.stride(0), w + 2, C=c, BLOCK=BLOCK)

@@ -271,25 +271,36 @@ def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
     ``a * (W + 2) + b`` along the flat axis and each tap is ``U @ Y[:, off:off + L].T`` with no copy. The zeros of U
     mask every position where the offset would run into the next image.
     """
+    ubig, ybig, length = _halo_buffers(u, y)
+    w = y.shape[3]
+    grad = weight.new_empty(weight.shape)
+    for a in range(3):
+        for b in range(3):
+            off = a * (w + 2) + b
+            grad[:, :, a, b] = ubig @ ybig[:, off:off + length].t()  # (C_out, C_in)
+    return grad
+
+
+def _halo_buffers(u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The flat operands of the weight gradient (GEMM form here, Triton form in :mod:`._triton_wgrad`).
+
+    u, y : (N, C, H, W) -> ``(ubig, ybig, L)`` with L = N·(H+2)·(W+2): ``ybig`` (C, L + tail) holds each y with its
+    periodic halo, ``ubig`` (C, L) each u at the top-left H×W corner of its (H+2)×(W+2) tile and zero elsewhere, so
+    that tap (a, b) pairs ``ubig[:, l]`` with ``ybig[:, l + a*(W+2) + b]``.
+    """
     n, c, h, w = y.shape
-    pitch = (h + 2) * (w + 2)
-    tail = 2 * (w + 2) + 2
-    ybig = y.new_empty((c, n * pitch + tail))  # (C, N*(H+2)*(W+2) + tail)
-    ybig[:, n * pitch:].zero_()
-    yv = ybig[:, :n * pitch].view(c, n, h + 2, w + 2)
+    length = n * (h + 2) * (w + 2)
+    ybig = y.new_empty((c, length + 2 * (w + 2) + 2))
+    ybig[:, length:].zero_()
+    yv = ybig[:, :length].view(c, n, h + 2, w + 2)
     yv[:, :, 1:-1, 1:-1].copy_(y.transpose(0, 1))  # (C, N, H, W) interior
     yv[:, :, 0, 1:-1].copy_(yv[:, :, h, 1:-1])  # periodic halo: rows, then columns (corners included)
     yv[:, :, h + 1, 1:-1].copy_(yv[:, :, 1, 1:-1])
     yv[:, :, :, 0].copy_(yv[:, :, :, w])
     yv[:, :, :, w + 1].copy_(yv[:, :, :, 1])
-    ubig = u.new_zeros((c, n * pitch))  # (C, N*(H+2)*(W+2))
+    ubig = u.new_zeros((c, length))
     ubig.view(c, n, h + 2, w + 2)[:, :, :h, :w].copy_(u.transpose(0, 1))
-    grad = weight.new_empty(weight.shape)
-    for a in range(3):
-        for b in range(3):
-            off = a * (w + 2) + b
-            grad[:, :, a, b] = ubig @ ybig[:, off:off + n * pitch].t()  # (C_out, C_in)
-    return grad
+    return ubig, ybig, length
 
 
 _EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
