@@ -7,9 +7,10 @@ r"""The coupling's weight gradient on CUDA as one Triton reduction (few channels
 for a stack of N states (N = segment length × batch). cuBLAS runs the GEMM form of :func:`engine._weight_grad`
 ((C × N·H·W) @ (N·H·W × C), nine times) with one 32×32 tile for the 2×2 result and no split over the long axis: on an
 H100 the nine products took 16 of the 32 ms of a Tetrominoes training step at batch 64. Here every program reads one
-block of the flat, halo-padded buffers of :func:`engine._halo_buffers` (the GEMM form's operands) (u zero outside the image, so wrapped positions
-add nothing) and writes its 9·C² partial sums; one ``sum`` over programs finishes. The work is one pass over u and
-y (memory-bound), spread over thousands of programs.
+block of the GEMM form's flat, halo-padded operands (:func:`engine._halo_buffers`; u is zero outside the image, so
+wrapped positions add nothing) and writes its 9·C² partial sums; one ``sum`` over programs finishes. The work is one
+pass over u and y (memory-bound), spread over thousands of programs. Not run on a GPU since this refactor of the
+operands (the GEMM form that shares them is tested on every CI run).
 
 Imported only on CUDA machines with Triton (``engine`` falls back to the GEMM form elsewhere).
 """
