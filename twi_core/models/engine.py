@@ -57,6 +57,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from twi_core.models import _native
+
 __all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_mixed",
            "nwm_rollout"]
 
@@ -209,6 +211,7 @@ class _Kernels:
     adjoint_into: Callable  # (gy, gz, y, z, s, omega, alpha, weight_t, g_omega, g_alpha, dt, u_out) -> (gy, gz)
     name: str
     weight_grad: Callable  # (u, y, weight) -> dL/dW_y (C, C, 3, 3) for a stack of N states (N, C, H, W)
+    native: bool = False  # whole segments through the C library (twi_core.models._native) instead of the step kernels
 _COMPILED: dict[tuple, _Kernels] = {}
 
 
@@ -247,7 +250,10 @@ def _device_weight_grad(device: torch.device, channels: int) -> Callable:
     return _weight_grad
 
 
-def _kernels(compile: bool | None, device: torch.device, channels: int) -> _Kernels:
+def _kernels(compile: bool | None, y0: torch.Tensor) -> _Kernels:
+    """The kernels for a rollout from states like ``y0``: compiled (CUDA default, or asked for), the C library
+    (CPU float32 with C <= 4, where it builds), or the eager torch kernels."""
+    device, channels = y0.device, y0.shape[1]
     if compile is None:  # $TWI_ENGINE_COMPILE=1 or 0 forces it; unset: compile on CUDA only
         choice = os.environ.get("TWI_ENGINE_COMPILE", "")
         compile = choice == "1" if choice in ("0", "1") else device.type == "cuda"
@@ -259,6 +265,8 @@ def _kernels(compile: bool | None, device: torch.device, channels: int) -> _Kern
             _COMPILED[key] = dataclasses.replace(_EAGER, name="eager(cuda)",
                                                  weight_grad=_device_weight_grad(device, channels))
         return _COMPILED[key]
+    if _native.supports(y0):
+        return _NATIVE
     return _EAGER
 
 
@@ -304,17 +312,47 @@ def _halo_buffers(u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 _EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
+_NATIVE = dataclasses.replace(_EAGER, name="native", native=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The rollout as one autograd node.
 
 
+def _project_pixels(acc: torch.Tensor, proj: torch.Tensor, ys: torch.Tensor) -> None:
+    r"""``acc[b, p, c, k] += sum_t proj[k, t] ys[t, b, c, p]`` for a segment: acc (B, H*W, C, P), proj (P, n), ys (n, B, C,
+    H, W).
+
+    One GEMM per image and channel, :math:`Y_{b,c}^\top P^\top` (H·W × n times n × P), written straight into the
+    per-pixel layout the head reads: measured at B = 32 (T = 100, K = 51, 64×64) 73 ms, against 165 ms for one
+    (P × n)(n × B·C·H·W) GEMM followed by the transposing copy to pixels-first (2-core CPU).
+    """
+    n, b, c = ys.shape[:3]
+    planes = ys.reshape(n, b, c, -1)  # (n, B, C, H*W), a view
+    for i in range(b):
+        for j in range(c):
+            acc[i, :, j, :].addmm_(planes[:, i, j].t(), proj.t())
+
+
+def _project_pixels_adjoint(inj: torch.Tensor, g_proj: torch.Tensor | None, proj: torch.Tensor, g_pix: torch.Tensor,
+                            ys: torch.Tensor) -> None:
+    """The adjoint of :func:`_project_pixels`: ``inj`` (n, B, C, H, W) gets the gradient of each state,
+    ``g_proj`` (P, n) (if given) that of the projection; ``g_pix`` (B, H*W, C, P) is the gradient of ``acc``."""
+    n, b, c = ys.shape[:3]
+    planes, out = ys.reshape(n, b, c, -1), inj.view(n, b, c, -1)
+    for i in range(b):
+        for j in range(c):
+            g = g_pix[i, :, j, :]  # (H*W, P)
+            torch.mm(proj.t(), g.t(), out=out[:, i, j])
+            if g_proj is not None:
+                g_proj.addmm_(g.t(), planes[:, i, j].t())
+
+
 @dataclass(frozen=True)
 class _Spec:
     dt: float
     steps: int
-    mode: str  # "sequence", "last", "mean", "max", "project" or "mix"
+    mode: str  # "sequence", "last", "mean", "max", "project" or "mix"  (see _Rollout)
     segment: int
     kernels: _Kernels
 
@@ -329,8 +367,19 @@ def _segments(steps: int, segment: int) -> list[tuple[int, int]]:
     return [(a, min(a + segment, steps)) for a in range(0, steps, segment)]
 
 
+def _empty(slots: int, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised ``(slots, *like.shape)`` buffer; on CPU from the head's workspace, so that the rollout's ~100 MB
+    buffers are reused between training steps instead of page-faulted afresh (see :mod:`twi_core.models.head`)."""
+    from twi_core.models.head import WORKSPACE
+
+    return WORKSPACE.empty(slots, like.numel(), like=like).view(slots, *like.shape)
+
+
 def _run(spec: _Spec, ybuf, zbuf, sbuf, omega, alpha, weight, n: int) -> None:
     """n steps from slot 0 of the buffers: ybuf/zbuf (n+1, B, C, H, W) get states 0..n, sbuf (n, ...) the couplings."""
+    if spec.kernels.native:
+        _native.forward_segment(ybuf, zbuf, sbuf, omega, alpha, weight, spec.dt, n)
+        return
     for i in range(n):
         spec.kernels.step_into(ybuf[i], zbuf[i], omega, alpha, weight, spec.dt, ybuf[i + 1], zbuf[i + 1], sbuf[i])
 
@@ -341,9 +390,10 @@ class _Rollout(torch.autograd.Function):
         steps, mode, seg = spec.steps, spec.mode, spec.segment
         whole = seg >= steps
         shape = tuple(y0.shape)
-        ybuf = y0.new_empty((seg + 1, *shape))  # states y_start .. y_stop of the current segment
-        zbuf = y0.new_empty((seg + 1, *shape))
-        sbuf = y0.new_empty((seg, *shape))  # tanh(coupling) before each step (reused by the adjoint)
+        omega, alpha = omega.contiguous(), alpha.contiguous()
+        ybuf = _empty(seg + 1, y0)  # states y_start .. y_stop of the current segment
+        zbuf = _empty(seg + 1, y0)
+        sbuf = _empty(seg, y0)  # tanh(coupling) before each step (reused by the adjoint)
         bounds = _segments(steps, seg)
         by = y0.new_empty((len(bounds), *shape)) if not whole else None  # checkpoints at segment starts
         bz = y0.new_empty((len(bounds), *shape)) if not whole else None
@@ -384,9 +434,8 @@ class _Rollout(torch.autograd.Function):
                     acc.addmm_(mix_seg, part)
             elif mode == "project":
                 if acc is None:
-                    acc = projection[:, start:stop] @ ys.reshape(n, -1)  # (P, B*C*H*W)
-                else:  # in place: no second (P, B*C*H*W) temporary
-                    acc.addmm_(projection[:, start:stop], ys.reshape(n, -1))
+                    acc = y0.new_zeros((shape[0], shape[2] * shape[3], shape[1], projection.shape[0]))
+                _project_pixels(acc, projection[:, start:stop], ys)
         n_last = bounds[-1][1] - bounds[-1][0]
         if mode == "last":
             out = ybuf[n_last].clone()
@@ -395,7 +444,7 @@ class _Rollout(torch.autograd.Function):
         elif mode == "max":
             out = acc
         elif mode == "project":
-            out = acc.reshape(projection.shape[0], *shape)  # (P, B, C, H, W)
+            out = acc  # (B, H*W, C, P)
         elif mode == "mix":
             out = acc.reshape(projection.shape[0], shape[0], *shape[2:])  # (P, B, H, W)
         ctx.spec = spec
@@ -419,17 +468,17 @@ class _Rollout(torch.autograd.Function):
         g_alpha = torch.zeros_like(alpha)
         g_weight = torch.zeros_like(weight)
         g_proj = torch.zeros_like(projection) if ctx.needs_input_grad[4] and mode in ("project", "mix") else None
-        g_flat = grad_out.reshape(projection.shape[0], -1) if mode in ("project", "mix") else None  # (P, B*C*H*W)
+        g_flat = grad_out.reshape(projection.shape[0], -1) if mode == "mix" else None  # (P, B*H*W)
+        g_pix = grad_out.contiguous() if mode == "project" else None  # (B, H*W, C, P)
         b, c, h, w = shape
         g_mean = grad_out / steps if mode == "mean" else None
         if ctx.whole:
             ybuf, zbuf, sbuf = rest
         else:
             by, bz = rest
-            ybuf = omega.new_empty((seg + 1, *shape))
-            zbuf = omega.new_empty((seg + 1, *shape))
-            sbuf = omega.new_empty((seg, *shape))
-        ubuf = omega.new_empty((seg, *shape))  # v (1 - s²) of each step, for the coupling's weight gradient
+            ybuf, zbuf, sbuf = _empty(seg + 1, omega), _empty(seg + 1, omega), _empty(seg, omega)
+        native = spec.kernels.native
+        ubuf = None if native else omega.new_empty((seg, *shape))  # v (1 - s²) per step, for the weight gradient
         bounds = _segments(steps, seg)
         for k in range(len(bounds) - 1, -1, -1):
             start, stop = bounds[k]
@@ -438,29 +487,38 @@ class _Rollout(torch.autograd.Function):
                 ybuf[0].copy_(by[k])
                 zbuf[0].copy_(bz[k])
                 _run(spec, ybuf, zbuf, sbuf, omega, alpha, weight, n)
-            g_seq = None
-            if mode == "project":
-                g_seq = (projection[:, start:stop].t() @ g_flat).reshape(n, *shape)  # (n, B, C, H, W)
-                if g_proj is not None:
-                    g_proj[:, start:stop] = g_flat @ ybuf[1:n + 1].reshape(n, -1).t()
+            # inj[i] (n, B, C, H, W): the gradient the output sends to y_{start+i+1}, emitted by local step i.
+            inj = None
+            if mode == "sequence":
+                inj = grad_out[:, start:stop].transpose(0, 1)
+            elif mode == "project":
+                inj = _empty(n, omega)
+                _project_pixels_adjoint(inj, g_proj[:, start:stop] if g_proj is not None else None,
+                                        projection[:, start:stop], g_pix, ybuf[1:n + 1])
             elif mode == "mix":
                 mix_seg = projection[:, start:stop].reshape(projection.shape[0], -1)  # (P, n*C)
                 # (n*C, B*H*W) -> per step a (B, C, H, W) view (no copy)
-                g_seq = (mix_seg.t() @ g_flat).view(n, c, b, h, w).transpose(1, 2)
+                rows = _empty(n, omega).view(n * c, -1)  # (n*C, B*H*W)
+                inj = torch.mm(mix_seg.t(), g_flat, out=rows).view(n, c, b, h, w).transpose(1, 2)
                 if g_proj is not None:
                     g_proj[:, start:stop] = (g_flat @ _channels_major(ybuf[1:n + 1]).t()).view(-1, n, c)
+            elif mode == "mean":
+                inj = g_mean.expand(n, *shape)
+            elif mode == "max":  # only the (first) argmax step receives the gradient
+                times = torch.arange(start, stop, device=arg.device).view(n, 1, 1, 1, 1)
+                inj = grad_out * (arg == times)
+            elif mode == "last" and stop == steps:  # y_T, emitted by the last step: the first one undone here
+                gy = gy + grad_out
+            if native:
+                if inj is not None and inj.stride()[3:] != (w, 1):  # the C kernel reads unit-stride rows
+                    inj = inj.contiguous()
+                gy = gy.contiguous()
+                g_weight += _native.adjoint_segment(ybuf, zbuf, sbuf, omega, alpha, weight, inj, gy, gz, g_omega,
+                                                    g_alpha, dt, n)
+                continue
             for i in range(n - 1, -1, -1):  # local step i maps state i to state i+1 and emits y_{start+i+1}
-                t = start + i
-                if mode == "sequence":
-                    gy = gy + grad_out[:, t]
-                elif mode in ("project", "mix"):
-                    gy = gy + g_seq[i]
-                elif mode == "mean":
-                    gy = gy + g_mean
-                elif mode == "max":
-                    gy = gy + grad_out * (arg == t)
-                elif mode == "last" and t == steps - 1:
-                    gy = gy + grad_out
+                if inj is not None:
+                    gy = gy + inj[i]
                 gy, gz = spec.kernels.adjoint_into(
                     gy, gz, ybuf[i], zbuf[i], sbuf[i], omega, alpha, weight_t, g_omega, g_alpha, dt, ubuf[i]
                 )
@@ -496,7 +554,7 @@ def _rollout_node(y0, omega, alpha, coupling_weight, projection, *, dt, steps, m
         segment = choose_segment(steps, y0.numel() * y0.element_size())
     elif isinstance(segment, bool) or not isinstance(segment, int) or not 1 <= segment:
         raise ValueError(f"segment must be an int in 1..steps={steps}, got {segment!r}")
-    spec = _Spec(float(dt), steps, mode, min(segment, steps), _kernels(compile, y0.device, c))
+    spec = _Spec(float(dt), steps, mode, min(segment, steps), _kernels(compile, y0))
     if projection is None:
         projection = y0.new_zeros(0, steps)
     return _Rollout.apply(y0, omega, alpha, coupling_weight, projection, spec)
@@ -514,6 +572,7 @@ def nwm_rollout(
     time_weight: torch.Tensor | None = None,
     segment: int | None = None,
     compile: bool | None = None,
+    channel_major: bool = False,
 ) -> torch.Tensor:
     r"""The NWM rollout from ``(y0, z0 = 0)``, optionally reduced by a temporal readout, fast and memory-lean.
 
@@ -537,12 +596,16 @@ def nwm_rollout(
         Steps per checkpointed segment (1..T). ``None``: :func:`choose_segment`.
     compile : bool, optional
         Use ``torch.compile``-d step kernels. ``None``: on CUDA, or when ``$TWI_ENGINE_COMPILE=1``.
+    channel_major : bool
+        For ``fft`` and ``linear``: order each pixel's K·C features channel-major (index ``c * K + k``), the layout
+        the engine computes, instead of the readouts' frequency-major ``k * C + c`` (which costs a transposing copy).
+        The NWM uses it and reorders its head's first-layer columns to match.
 
     Returns
     -------
     Tensor
         ``(B, T, C, H, W)`` for ``readout=None``; otherwise ``(B, H, W, F)`` with F = C (last, mean, max) or K·C
-        (fft, linear), frequency-major.
+        (fft, linear), frequency-major unless ``channel_major``.
 
     Raises
     ------
@@ -584,8 +647,10 @@ def nwm_rollout(
     if readout in ("last", "mean", "max"):
         return out.permute(0, 2, 3, 1).contiguous()  # (B, C, H, W) -> (B, H, W, C)
     if readout == "fft":
-        out = torch.complex(out[:bins], out[bins:]).abs()  # (K, B, C, H, W) magnitude, as rfft(...).abs()
-    return out.permute(1, 3, 4, 0, 2).reshape(b, h, w, bins * c)  # (K, B, C, H, W) -> (B, H, W, K, C) -> (B, H, W, K*C)
+        out = torch.complex(out[..., :bins], out[..., bins:]).abs()  # (B, H*W, C, K) magnitude, as rfft(...).abs()
+    if channel_major:
+        return out.reshape(b, h, w, c * bins)  # index c*K + k: the layout the engine computes
+    return out.transpose(2, 3).reshape(b, h, w, bins * c)  # (B, H*W, K, C): frequency-major k*C + c
 
 
 def nwm_features(
@@ -600,6 +665,7 @@ def nwm_features(
     time_weight: torch.Tensor | None = None,
     segment: int | None = None,
     compile: bool | None = None,
+    channel_major: bool = False,
 ) -> torch.Tensor:
     """The readout features ``(B, H, W, F)`` of the rollout: :func:`nwm_rollout` with a readout name required.
 
@@ -613,7 +679,7 @@ def nwm_features(
     if readout not in ENGINE_READOUTS:
         raise ValueError(f"unknown readout {readout!r}; expected one of {sorted(ENGINE_READOUTS)}")
     return nwm_rollout(y0, omega, alpha, coupling_weight, dt=dt, steps=steps, readout=readout,
-                       time_weight=time_weight, segment=segment, compile=compile)
+                       time_weight=time_weight, segment=segment, compile=compile, channel_major=channel_major)
 
 
 def nwm_mixed(

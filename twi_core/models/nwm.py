@@ -198,11 +198,19 @@ class NWM(nn.Module):
             pre = engine.nwm_mixed(y0, omega, alpha, self.coupling.weight, mix, dt=cfg.dt, steps=cfg.steps)
             return self.head.forward_after_first(pre + first.bias)  # (B, n, H, W)
         if hasattr(engine, "nwm_features"):  # the fast engine reduces over time online: no (B, T, C, H, W) states
+            spectral = cfg.readout in ("fft", "linear")  # K*C features per pixel, computed channel-major
             features = engine.nwm_features(
                 y0, omega, alpha, self.coupling.weight, dt=cfg.dt, steps=cfg.steps, readout=cfg.readout,
-                time_weight=self.time_projection.weight,
+                time_weight=self.time_projection.weight, channel_major=spectral,
             )  # (B, H, W, F)
-            return self.head(features)  # (B, n, H, W)
+            if not spectral:
+                return self.head(features)  # (B, n, H, W)
+            # The same head on features ordered c*K + k: its first layer's columns reordered from k*C + c to match
+            # (a 256 x 102 copy instead of a transposing copy of the B*H*W x 102 features and of their gradient).
+            first = self.head.layers[0].weight
+            bins = num_frequency_bins(cfg.steps)
+            reordered = first.view(-1, bins, cfg.hidden_channels).transpose(1, 2).reshape(first.shape[0], -1)
+            return self.head(features, first_weight=reordered)  # (B, n, H, W)
         states = self.rollout(y0, omega, alpha)  # (B, T, C, H, W)
         logits = self.head(self._readout(states, self.time_projection.weight))  # (B, n, H, W)
         return (logits, states) if return_states else logits

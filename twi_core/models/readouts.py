@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from twi_core.models.head import pixel_mlp
@@ -160,12 +161,26 @@ class PixelMLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.fused = fused
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, F) -> (B, n, H, W)`` logits."""
-        if not self.fused:
-            return self.forward_plain(features)
+    def forward(self, features: torch.Tensor, *, first_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, H, W, F) -> (B, n, H, W)`` logits.
+
+        ``first_weight`` (h_1, F), if given, replaces the first layer's weight: the NWM passes that weight with its
+        columns reordered to the order in which its fast engine lays out the features (same function, and the
+        gradient reaches ``layers.0.weight`` through the reordering).
+        """
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
-        logits = pixel_mlp(features, [m.weight for m in linears], [m.bias for m in linears])
+        weights = [m.weight for m in linears]
+        if first_weight is not None:
+            if tuple(first_weight.shape) != tuple(weights[0].shape):
+                raise ValueError(f"first_weight must have shape {tuple(weights[0].shape)}, got "
+                                 f"{tuple(first_weight.shape)}")
+            weights[0] = first_weight
+        if not self.fused and first_weight is None:
+            return self.forward_plain(features)
+        if not self.fused:
+            h = F.linear(features, weights[0], linears[0].bias)
+            return self.layers[1:](h).permute(0, 3, 1, 2)  # ReLU, Linear, ..., Linear; (B, n, H, W)
+        logits = pixel_mlp(features, weights, [m.bias for m in linears])
         return logits.permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
 
     def forward_after_first(self, pre: torch.Tensor) -> torch.Tensor:
