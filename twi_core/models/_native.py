@@ -100,7 +100,12 @@ def _library() -> ctypes.CDLL | None:
             path = library_path()
             if not path.exists():
                 _compile(path)
-            lib = ctypes.CDLL(str(path))  # CDLL (not PyDLL): calls release the GIL, so threads run in parallel
+            try:
+                lib = ctypes.CDLL(str(path))  # CDLL (not PyDLL): calls release the GIL, so threads run in parallel
+            except OSError as error:  # a truncated or foreign file under our name: build it again, once
+                log.warning("rebuilding %s, which did not load: %s", path, error)
+                _compile(path)
+                lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError) as error:
         _reason = f"the C kernels could not be built or loaded: {error}"
         log.info("twi native NWM kernels unavailable: %s", _reason)

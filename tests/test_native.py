@@ -1,0 +1,164 @@
+"""The C kernels of the CPU engine (twi_core.models._native): the same rollout and gradients as the torch kernels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from twi_core.models import _native, engine
+from twi_core.models.dynamics import laplacian_kernel, nwm_rollout_plain
+from twi_core.models.readouts import READOUTS, num_frequency_bins
+
+needs_native = pytest.mark.skipif(not _native.available(), reason=f"C kernels unavailable: "
+                                                                  f"{_native.unavailable_reason()}")
+
+
+def test_available_where_ci_requires_it():
+    """CI sets TWI_REQUIRE_NATIVE=1 (it installs a C compiler), so the fast CPU path can never be off unnoticed."""
+    if os.environ.get("TWI_REQUIRE_NATIVE") == "1":
+        assert _native.available(), _native.unavailable_reason()
+    else:
+        assert _native.available() or _native.unavailable_reason()
+
+
+def _inputs(b, c, h, w, *, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    y0 = (0.5 * torch.randn(b, c, h, w, generator=g, dtype=dtype)).requires_grad_()
+    omega = torch.rand(b, c, h, w, generator=g, dtype=dtype).requires_grad_()
+    alpha = (0.3 * torch.rand(b, c, h, w, generator=g, dtype=dtype)).requires_grad_()
+    weight = (laplacian_kernel(c, dtype=dtype) + 0.3 * torch.randn(c, c, 3, 3, generator=g, dtype=dtype))
+    return y0, omega, alpha, weight.requires_grad_()
+
+
+def _rel(a, b):
+    return float((a.detach() - b.detach()).norm() / b.detach().norm().clamp_min(1e-30))
+
+
+@needs_native
+def test_kernel_choice():
+    y = torch.zeros(2, 2, 8, 8)
+    assert engine._kernels(False, y).name == "native"
+    assert engine._kernels(False, y.double()).name == "eager"  # float64: torch kernels
+    assert engine._kernels(False, torch.zeros(2, 5, 8, 8)).name == "eager"  # C > 4: mkldnn's convolution
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(3, 1, 5, 7), (2, 3, 6, 4), (5, 4, 3, 9), (1, 2, 64, 64)])
+@pytest.mark.parametrize("readout", [None, "linear", "fft", "max", "last", "mean"])
+def test_native_equals_plain(shape, readout):
+    """Non-square, odd batch (uneven split over threads), 1-4 channels, every readout, against the specification."""
+    steps = 9
+    y0, omega, alpha, weight = inputs = _inputs(*shape)
+    time_weight = (0.1 * torch.randn(num_frequency_bins(steps), steps)).requires_grad_()
+    states = nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=steps)
+    ref = states if readout is None else READOUTS[readout](states, time_weight)
+    out = engine.nwm_rollout(y0, omega, alpha, weight, dt=0.1, steps=steps, readout=readout, time_weight=time_weight,
+                             segment=4)
+    assert _rel(out, ref) <= 1e-5
+    probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    wrt = (*inputs, time_weight) if readout == "linear" else inputs
+    for g, gr in zip(torch.autograd.grad((out * probe).sum(), wrt), torch.autograd.grad((ref * probe).sum(), wrt)):
+        assert _rel(g, gr) <= 1e-4
+
+
+@needs_native
+def test_native_equals_torch_kernels(monkeypatch):
+    """Step for step the same numbers as the eager torch kernels (the fast path before the C library)."""
+    inputs = _inputs(4, 2, 16, 16, seed=3)
+
+    def run():
+        out = engine.nwm_rollout(*inputs, dt=0.1, steps=30, readout="mean")
+        return out, torch.autograd.grad(out.square().sum(), inputs)
+
+    native = run()
+    monkeypatch.setattr(engine._native, "supports", lambda y0: False)
+    torch_kernels = run()
+    assert _rel(native[0], torch_kernels[0]) <= 1e-6
+    for a, b in zip(native[1], torch_kernels[1]):
+        assert _rel(a, b) <= 1e-5
+
+
+@needs_native
+def test_expanded_output_gradient():
+    """``states.sum().backward()`` sends a stride-0 gradient; the kernel reads unit-stride rows, so it is copied."""
+    y0, omega, alpha, weight = inputs = _inputs(2, 2, 6, 6)
+    out = engine.nwm_rollout(y0, omega, alpha, weight, dt=0.1, steps=5)
+    ref = nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=5)
+    for g, gr in zip(torch.autograd.grad(out.sum(), inputs), torch.autograd.grad(ref.sum(), inputs)):
+        assert _rel(g, gr) <= 1e-5
+
+
+@needs_native
+def test_tanh_accuracy():
+    """The kernel's own vectorisable tanh: within 3e-7 relative of float64 tanh from 1e-30 to 60, and exact at 0."""
+    x = torch.cat([torch.linspace(-60, 60, 20001), torch.logspace(-30, 1.5, 4000), -torch.logspace(-30, 1.5, 4000),
+                   torch.tensor([0.0, 0.3, -0.3, 0.29999998, 10.0, -10.0])])
+    x = x[: x.numel() // 4 * 4].reshape(1, 1, -1, 4)
+    ybuf, zbuf = torch.zeros(2, *x.shape), torch.zeros(2, *x.shape)
+    ybuf[0] = x
+    sbuf = torch.empty(1, *x.shape)
+    center = torch.zeros(1, 1, 3, 3)
+    center[0, 0, 1, 1] = 1.0  # s = tanh(y)
+    zero = torch.zeros_like(x)
+    _native.forward_segment(ybuf, zbuf, sbuf, zero, zero, center, 0.1, 1)
+    exact = torch.tanh(x.double())
+    rel = (sbuf[0].double() - exact).abs() / exact.abs().clamp_min(1e-300)
+    assert float(rel[exact != 0].max()) <= 3e-7
+    assert float(sbuf[0][x == 0].abs().max()) == 0.0
+
+
+@needs_native
+def test_bad_arguments_are_refused():
+    y = torch.zeros(2, 2, 4, 4, 4)[..., 0]  # non-contiguous
+    with pytest.raises(ValueError, match="must be a contiguous float32 CPU tensor"):
+        _native.forward_segment(torch.zeros(2, 2, 2, 4, 4), torch.zeros(2, 2, 2, 4, 4), torch.zeros(1, 2, 2, 4, 4), y,
+                                y, torch.zeros(2, 2, 3, 3), 0.1, 1)
+    assert not _native.supports(torch.zeros(1, 5, 8, 8))  # too many channels
+    assert not _native.supports(torch.zeros(1, 2, 8, 8, dtype=torch.float64))
+    assert not _native.supports(torch.zeros(1, 2, 2, 8))  # rows shorter than the 3x3 stencil
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_switched_off_or_without_compiler_falls_back(tmp_path):
+    """$TWI_ENGINE_NATIVE=0, or a compiler that fails: the torch kernels run, with the same numbers, and the reason
+    is reported."""
+    code = """
+        import torch
+        from twi_core.models import _native, engine
+        from twi_core.models.dynamics import laplacian_kernel, nwm_rollout_plain
+        y = 0.1 * torch.ones(1, 2, 6, 6)
+        print(_native.available(), engine._kernels(False, y).name, "|", _native.unavailable_reason())
+        out = engine.nwm_rollout(y, y, y, laplacian_kernel(2), dt=0.1, steps=4)
+        assert torch.allclose(out, nwm_rollout_plain(y, y, y, laplacian_kernel(2), dt=0.1, steps=4))
+    """
+    off = _python(code, TWI_ENGINE_NATIVE="0", XDG_CACHE_HOME=str(tmp_path / "a"))
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.startswith("False eager |") and "TWI_ENGINE_NATIVE=0" in off.stdout
+    broken = _python(code, CC="false", XDG_CACHE_HOME=str(tmp_path / "b"))
+    assert broken.returncode == 0, broken.stderr
+    assert broken.stdout.startswith("False eager |") and "false failed" in broken.stdout
+    assert not list((tmp_path / "b").rglob("*.so")) and not list((tmp_path / "b").rglob("*.tmp"))
+
+
+@needs_native
+def test_corrupt_cached_library_is_rebuilt(tmp_path):
+    code = """
+        from twi_core.models import _native
+        path = _native.library_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a shared library")
+        print(_native.available(), path.stat().st_size > 1000)
+    """
+    run = _python(code, XDG_CACHE_HOME=str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True"]
+    assert "did not load" in run.stderr
