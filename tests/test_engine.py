@@ -276,3 +276,10 @@ def test_nwm_with_folded_linear_head_equals_plain():
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     target = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(2))
     _assert_fast_model_equals_plain(fast, x, target, "folded")
+
+
+@pytest.mark.parametrize("readout", ["linear", "fft"])
+def test_one_gemm_projection_form(readout, monkeypatch):
+    """The GPU's form of the time projection (one GEMM and a transposed add), run here on the CPU: same results."""
+    monkeypatch.setattr(engine, "_PER_IMAGE_PROJECTION", set())
+    _compare(readout, segment=5)

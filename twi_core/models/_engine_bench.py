@@ -134,12 +134,18 @@ def training_flops_per_image(config: dict[str, Any]) -> float:
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> int:
-    """Bytes autograd holds for the backward pass after the forward (distinct storages, measured with hooks)."""
+    """Bytes autograd holds for the backward pass after the forward, measured with hooks.
+
+    Per distinct storage, the extent its saved views reach (not the storage's size): the fast path's CPU buffers come
+    from a reused pool (:mod:`twi_core.models.head`) whose blocks can be larger than a smaller batch needs.
+    """
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
+        extent = 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride())) if t.numel() else 0
+        used = min(s.nbytes(), (t.storage_offset() + extent) * t.element_size())
+        storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), used)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -324,6 +324,10 @@ _NATIVE = dataclasses.replace(_EAGER, name="native", native=True)
 # The rollout as one autograd node.
 
 
+#: Devices on which the time projection runs as one GEMM per image and channel (see _project_pixels).
+_PER_IMAGE_PROJECTION = {"cpu"}
+
+
 def _project_pixels(acc: torch.Tensor, proj: torch.Tensor, ys: torch.Tensor) -> None:
     r"""``acc[b, p, c, k] += sum_t proj[k, t] ys[t, b, c, p]`` for a segment: acc (B, H*W, C, P), proj (P, n), ys (n, B, C,
     H, W).
@@ -333,6 +337,9 @@ def _project_pixels(acc: torch.Tensor, proj: torch.Tensor, ys: torch.Tensor) -> 
     (P × n)(n × B·C·H·W) GEMM followed by the transposing copy to pixels-first (2-core CPU).
     """
     n, b, c = ys.shape[:3]
+    if acc.device.type not in _PER_IMAGE_PROJECTION:  # on a GPU one GEMM beats B*C small launches; the add is cheap
+        acc += (proj @ ys.reshape(n, -1)).view(-1, b, c, acc.shape[1]).permute(1, 3, 2, 0)
+        return
     planes = ys.reshape(n, b, c, -1)  # (n, B, C, H*W), a view
     for i in range(b):
         for j in range(c):
@@ -344,6 +351,12 @@ def _project_pixels_adjoint(inj: torch.Tensor, g_proj: torch.Tensor | None, proj
     """The adjoint of :func:`_project_pixels`: ``inj`` (n, B, C, H, W) gets the gradient of each state,
     ``g_proj`` (P, n) (if given) that of the projection; ``g_pix`` (B, H*W, C, P) is the gradient of ``acc``."""
     n, b, c = ys.shape[:3]
+    if g_pix.device.type not in _PER_IMAGE_PROJECTION:  # as in _project_pixels: one GEMM each on a GPU
+        g_flat = g_pix.permute(3, 0, 2, 1).reshape(proj.shape[0], -1)  # (P, B*C*H*W)
+        torch.mm(proj.t(), g_flat, out=inj.view(n, -1))
+        if g_proj is not None:
+            g_proj += g_flat @ ys.reshape(n, -1).t()
+        return
     planes, out = ys.reshape(n, b, c, -1), inj.view(n, b, c, -1)
     for i in range(b):
         for j in range(c):
