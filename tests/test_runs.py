@@ -127,3 +127,34 @@ def test_a_real_model_round_trips_through_the_store(tmp_cache):
     assert model(x).shape == (2, 6, 64, 64)
     reloaded = runs.load(run.path)
     assert reloaded.result == run.result and reloaded.config == cfg
+
+
+def test_a_run_in_training_elsewhere_is_waited_for_not_trained_twice(tiny, tmp_cache, monkeypatch, capsys):
+    """While another process holds a run's lock, obtain() waits; when that process has finished the run, obtain()
+    returns it without training."""
+    import fcntl
+    import threading
+
+    cfg = config(epochs=1)
+    done = runs.obtain(cfg, device="cpu", progress=False)  # the result the "other process" will have written
+    saved = (done.path / train.RESULT_FILE).read_bytes()
+    (done.path / train.RESULT_FILE).unlink()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained a run that another process was training")
+
+    monkeypatch.setattr(runs, "fit", must_not_train)
+    other = open(done.path / runs.LOCK_FILE, "a")  # a second open file description: flock treats it as another owner
+    fcntl.flock(other, fcntl.LOCK_EX)
+    got = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("run", runs.obtain(cfg, device="cpu", progress=True)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and "run" not in got  # blocked on the lock
+    (done.path / train.RESULT_FILE).write_bytes(saved)  # the other process finishes ...
+    fcntl.flock(other, fcntl.LOCK_UN)  # ... and lets go
+    other.close()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert got["run"].status == "complete" and got["run"].result == done.result
+    assert "another process is training it; waiting" in capsys.readouterr().out

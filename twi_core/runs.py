@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -194,14 +195,50 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
     found = _finished(path, config.key())
     if found is not None:
         return found
-    try:
-        result = fit(config, path, device=device, progress=progress, resume=True, labels=labels)
-    except Exception as err:  # recorded, not raised: the batch goes on
-        if progress:
-            print(f"run {path.name} raised {type(err).__name__}: {err}", flush=True)
-        return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
-                            labels=labels)
+    with _training_lock(path, progress=progress):
+        found = _finished(path, config.key())  # another process may have finished it while this one waited
+        if found is not None:
+            return found
+        try:
+            result = fit(config, path, device=device, progress=progress, resume=True, labels=labels)
+        except Exception as err:  # recorded, not raised: the batch goes on
+            if progress:
+                print(f"run {path.name} raised {type(err).__name__}: {err}", flush=True)
+            return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
+                                labels=labels)
     return Run(path=path, config=config, result=result)
+
+
+#: The lock file inside a run folder, held by the process that trains the run.
+LOCK_FILE = ".training.lock"
+
+
+@contextlib.contextmanager
+def _training_lock(path: Path, *, progress: bool) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder ``path`` while training it.
+
+    Two processes asked for the same configuration at once (two notebooks, two batch workers on a shared store) would
+    otherwise both train it and write over each other's checkpoints; with the lock the second one waits, then finds the
+    finished run. ``flock`` locks are released by the kernel when their process dies, so a killed run never leaves a
+    stale lock. Where ``fcntl`` does not exist (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"run {path.name}: another process is training it; waiting for it to finish", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def record_error(config: TrainConfig, error: str, *, store: str | os.PathLike | None = None,
