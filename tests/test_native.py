@@ -14,6 +14,16 @@ from twi_core.models import _native, engine
 from twi_core.models.dynamics import laplacian_kernel, nwm_rollout_plain
 from twi_core.models.readouts import READOUTS, num_frequency_bins
 
+@pytest.fixture(autouse=True)
+def _two_threads():
+    """conftest.py runs tests with one thread; the kernels split the batch over torch.get_num_threads() threads, and
+    these tests must exercise that split (uneven ranges, the thread pool)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 needs_native = pytest.mark.skipif(not _native.available(), reason=f"C kernels unavailable: "
                                                                   f"{_native.unavailable_reason()}")
 
@@ -162,3 +172,23 @@ def test_corrupt_cached_library_is_rebuilt(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["True", "True"]
     assert "did not load" in run.stderr
+
+
+@needs_native
+def test_usable_in_a_forked_child():
+    """A process forked after the kernels ran (a fork-based worker pool) runs them too, instead of hanging on the
+    parent's thread pool, which it inherits without its threads."""
+    import multiprocessing
+
+    inputs = [t.detach() for t in _inputs(4, 2, 8, 8)]
+    before = engine.nwm_rollout(*inputs, dt=0.1, steps=6, readout="mean")  # starts the pool in this process
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(_rollout_in_child, (inputs,))
+        after = result.get(timeout=60)
+    torch.testing.assert_close(after, before)
+
+
+def _rollout_in_child(inputs):
+    torch.set_num_threads(2)  # two ranges: the thread pool is used
+    return engine.nwm_rollout(*inputs, dt=0.1, steps=6, readout="mean")

@@ -140,6 +140,12 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="twi-nwm")
 
 
+# A forked child inherits the pool object but not its threads, and would wait forever on work no thread takes: it
+# starts a fresh pool instead.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _ranges(batch: int) -> list[tuple[int, int]]:
     parts = max(1, min(batch, torch.get_num_threads()))
     edges = [round(k * batch / parts) for k in range(parts + 1)]
