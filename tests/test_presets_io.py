@@ -109,3 +109,25 @@ def test_cli_version_and_help(capsys):
         cli.main(["--version"])
     assert exc.value.code == 0 and __version__ in capsys.readouterr().out
     assert cli.main([]) == 2
+
+
+def test_pinned_preset_sets_and_restores_the_environment(monkeypatch):
+    import subprocess
+    import sys
+
+    from twi_core.presets import active_preset, pinned
+
+    monkeypatch.setenv("TWI_PRESET", "paper")
+    with pinned("smoke") as name:
+        assert name == "smoke" and active_preset("book") == "smoke"
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['TWI_PRESET'])"],
+                               capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == "smoke"  # processes started inside (papermill kernels) see it too
+    assert os.environ["TWI_PRESET"] == "paper"
+    monkeypatch.delenv("TWI_PRESET")
+    with pytest.raises(ValueError, match=r"unknown preset 'tiny'; expected one of \['smoke', 'book', 'paper'\]"):
+        with pinned("tiny"):
+            pass
+    with pinned("book"):
+        pass
+    assert "TWI_PRESET" not in os.environ

@@ -24,11 +24,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-__all__ = ["PRESETS", "Settings", "active_preset", "resolve"]
+__all__ = ["PRESETS", "Settings", "active_preset", "pinned", "resolve"]
 
 #: The valid preset names, smallest first.
 PRESETS: tuple[str, ...] = ("smoke", "book", "paper")
@@ -48,6 +49,31 @@ def active_preset(preset: str | None = None, *, env: bool = True) -> str:
         source = "TWI_PRESET" if env and os.environ.get("TWI_PRESET") else "preset"
         raise ValueError(f"unknown {source} {name!r}; expected one of {list(PRESETS)}")
     return name
+
+
+@contextlib.contextmanager
+def pinned(preset: str) -> Iterator[str]:
+    """Within the block ``$TWI_PRESET`` is ``preset``, for this process and every process it starts; restored after.
+
+    For work whose scale must not follow the book's: the batch-runner demonstration of the "Reproducing" appendix
+    always runs the tiny ``smoke`` grid, also when the book itself is built with ``TWI_PRESET=paper``.
+
+    Examples
+    --------
+    >>> with pinned("smoke"):
+    ...     active_preset("paper")
+    'smoke'
+    """
+    name = active_preset(preset, env=False)  # validates
+    before = os.environ.get("TWI_PRESET")
+    os.environ["TWI_PRESET"] = name
+    try:
+        yield name
+    finally:
+        if before is None:
+            os.environ.pop("TWI_PRESET", None)
+        else:
+            os.environ["TWI_PRESET"] = before
 
 
 class Settings(Mapping[str, Any]):
