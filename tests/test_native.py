@@ -123,6 +123,27 @@ def test_tanh_accuracy():
 
 
 @needs_native
+def test_non_finite_values_propagate_as_in_torch():
+    """Infinities and NaNs give what the torch kernels give (tanh(+-inf) = +-1, NaN stays NaN, 0 * inf = NaN in the
+    coupling): a NaN must not be hidden as a saturated +-1."""
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, 2, 6, 7, generator=g)
+    y[0, 0, 1, 1], y[0, 1, 4, 5], y[1, 0, 2, 3] = float("inf"), float("-inf"), float("nan")
+    omega, alpha = torch.rand(2, 2, 6, 7, generator=g), torch.rand(2, 2, 6, 7, generator=g)
+    weight = torch.randn(2, 2, 3, 3, generator=g)
+    weight[:, :, 0, :] = 0.0  # zero taps: 0 * inf = NaN, as in the convolution
+    ybuf, zbuf, sbuf = torch.zeros(2, 2, 2, 6, 7), torch.zeros(2, 2, 2, 6, 7), torch.empty(1, 2, 2, 6, 7)
+    ybuf[0] = y
+    _native.forward_segment(ybuf, zbuf, sbuf, omega, alpha, weight, 0.1, 1)
+    expected = [torch.empty_like(y) for _ in range(3)]
+    engine._eager_step_into(y, torch.zeros_like(y), omega, alpha, weight, 0.1, *expected)
+    for got, want in zip((ybuf[1], zbuf[1], sbuf[0]), expected):
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+        torch.testing.assert_close(got, want, equal_nan=True)
+    assert sbuf[0].isnan().any() and (sbuf[0].abs() == 1).any()  # both cases occur
+
+
+@needs_native
 def test_bad_arguments_are_refused():
     y = torch.zeros(2, 2, 4, 4, 4)[..., 0]  # non-contiguous
     with pytest.raises(ValueError, match="must be a contiguous float32 CPU tensor"):

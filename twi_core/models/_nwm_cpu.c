@@ -47,7 +47,8 @@ static inline float twi_exp_neg(float x) {
 }
 
 /* tanh(x), branch-free so that it vectorises: the odd Taylor series for |x| < 0.3 (terms through x^13), else
- * (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.55, which has no cancellation. Max relative error ~2e-7 (tested). */
+ * (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.55, which has no cancellation. Max relative error ~2e-7 (tested);
+ * tanh(+-inf) = +-1, tanh(NaN) = NaN. */
 static inline float twi_tanh(float x) {
     float ax = __builtin_fabsf(x);
     float x2 = x * x;
@@ -61,7 +62,7 @@ static inline float twi_tanh(float x) {
     float e = twi_exp_neg(-2.0f * (ax < 10.0f ? ax : 10.0f));
     float large = (1.0f - e) / (1.0f + e);
     float t = ax < 0.3f ? series : large;
-    return __builtin_copysignf(t, x);
+    return ax == ax ? __builtin_copysignf(t, x) : x; /* NaN stays NaN (the branches above would give +-1) */
 }
 
 /* acc[w] += k[0] row[w - 1] + k[1] row[w] + k[2] row[w + 1] on a periodic row of length W >= 3. */
