@@ -38,7 +38,8 @@ NOMINAL_GFLOPS = 138.0
 
 
 def machine() -> dict[str, Any]:
-    """A short description of where a measurement ran (CPU model, threads, torch version, device)."""
+    """A short description of where a measurement ran (CPU model, threads, torch version, device, and whether the
+    engine's CPU recurrence ran in its C library or in torch kernels)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -48,8 +49,11 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    from twi_core.models import _native
+
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "cpu_kernels": "C library" if _native.available() else f"torch ({_native.unavailable_reason()})"}
 
 
 def save_results(path, result: dict[str, Any]) -> None:
