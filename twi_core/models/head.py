@@ -29,7 +29,9 @@ graph that is never backwarded, ``retain_graph=True`` or a kept output can never
 caching allocator already; there the head allocates normally and never synchronises with the host. When
 :func:`twi_core._memory.reuse_freed_memory` is in effect, glibc reuses freed memory for the whole model and the pool
 steps aside (it would only add its size to the peak). The pool holds the head's activations and its two backward
-buffers (at B = 32: 5 × 134 MB) between steps; :func:`clear_workspace` releases them.
+buffers (at B = 32: 5 × 134 MB) between steps, and the NWM engine draws its rollout buffers from it too (states,
+velocities, couplings and the projected gradient: 4 × 105 MB at B = 32, T = 100; see
+:func:`twi_core.models.engine._empty`); :func:`clear_workspace` releases them all.
 """
 
 from __future__ import annotations
