@@ -249,6 +249,24 @@ def test_pixel_mlp_equals_1x1_convolutions():
     torch.testing.assert_close(mlp(x.permute(0, 2, 3, 1)), nn.Sequential(*convs)(x))
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_pixel_mlp_with_reordered_first_weight(fused):
+    """Features in another order plus the first weight's columns in that order: the same logits and gradients."""
+    torch.manual_seed(0)
+    mlp = PixelMLP(6, (7, 5), 3, fused=fused)
+    x = torch.randn(2, 3, 4, 6)
+    order = torch.tensor([3, 0, 5, 1, 4, 2])
+    first = mlp.layers[0].weight
+    expected = mlp(x)
+    (g_expected,) = torch.autograd.grad(expected.square().sum(), first)
+    got = mlp(x[..., order], first_weight=first[:, order])
+    (g_got,) = torch.autograd.grad(got.square().sum(), first)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(g_got, g_expected)
+    with pytest.raises(ValueError, match=r"first_weight must have shape \(7, 6\), got \(7, 5\)"):
+        mlp(x, first_weight=first[:, :5])
+
+
 def test_heads():
     assert HEADS["default"] == (256, 256, 256) and HEADS["small"] == (32,) * 5
     model = build(**paper_config("multi_mnist", "nwm", "linear"))

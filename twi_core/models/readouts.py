@@ -175,11 +175,10 @@ class PixelMLP(nn.Module):
                 raise ValueError(f"first_weight must have shape {tuple(weights[0].shape)}, got "
                                  f"{tuple(first_weight.shape)}")
             weights[0] = first_weight
-        if not self.fused and first_weight is None:
-            return self.forward_plain(features)
         if not self.fused:
-            h = F.linear(features, weights[0], linears[0].bias)
-            return self.layers[1:](h).permute(0, 3, 1, 2)  # ReLU, Linear, ..., Linear; (B, n, H, W)
+            if first_weight is None:
+                return self.forward_plain(features)
+            return self.forward_after_first(F.linear(features, first_weight, linears[0].bias))
         logits = pixel_mlp(features, weights, [m.bias for m in linears])
         return logits.permute(0, 3, 1, 2)  # (B, H, W, n) -> (B, n, H, W)
 
