@@ -152,8 +152,8 @@ def _ranges(batch: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _parallel(call, batch: int) -> None:
-    ranges = _ranges(batch)
+def _parallel(call, ranges: list[tuple[int, int]]) -> None:
+    """``call(b0, b1, k)`` for the k-th range, on the pool's threads; a non-zero return is an error."""
     if len(ranges) == 1:
         codes = [call(*ranges[0], 0)]
     else:
@@ -181,7 +181,7 @@ def forward_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
     b, c, h, w = omega.shape
     lib = _library()
     args = [_ptr(t) for t in (ybuf, zbuf, sbuf, omega, alpha, weight)]
-    _parallel(lambda b0, b1, _k: lib.twi_nwm_forward(*args, n, b, c, h, w, dt, b0, b1), b)
+    _parallel(lambda b0, b1, _k: lib.twi_nwm_forward(*args, n, b, c, h, w, dt, b0, b1), _ranges(b))
 
 
 def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, omega: torch.Tensor,
@@ -204,9 +204,9 @@ def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
         inj_ptr, (st, sb, sc) = _ptr(inj), inj.stride()[:3]
     else:
         inj_ptr, st, sb, sc = None, 0, 0, 0
-    parts = len(_ranges(b))
-    g_weight = torch.zeros(parts, c, c, 3, 3, dtype=torch.float64)  # one partial sum per thread
-    scratch = torch.empty(parts, c * h * w, dtype=torch.float32)
+    ranges = _ranges(b)
+    g_weight = torch.zeros(len(ranges), c, c, 3, 3, dtype=torch.float64)  # one partial sum per thread
+    scratch = torch.empty(len(ranges), c * h * w, dtype=torch.float32)
     lib = _library()
     args = [_ptr(t) for t in (ybuf, zbuf, sbuf, omega, alpha, weight)]
     grads = [_ptr(t) for t in (gy, gz, g_omega, g_alpha)]
@@ -215,5 +215,5 @@ def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
         return lib.twi_nwm_adjoint(*args, inj_ptr, st, sb, sc, *grads, _ptr(g_weight[k], _D), _ptr(scratch[k]),
                                    n, b, c, h, w, dt, b0, b1)
 
-    _parallel(call, b)
+    _parallel(call, ranges)
     return g_weight.sum(0).to(weight.dtype)

@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 
 from twi_core.models import _native
+from twi_core.models import head as _head  # its WORKSPACE, looked up at call time (tests swap it)
 
 __all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_mixed",
            "nwm_rollout"]
@@ -388,9 +389,7 @@ def _segments(steps: int, segment: int) -> list[tuple[int, int]]:
 def _empty(slots: int, like: torch.Tensor) -> torch.Tensor:
     """An uninitialised ``(slots, *like.shape)`` buffer; on CPU from the head's workspace, so that the rollout's ~100 MB
     buffers are reused between training steps instead of page-faulted afresh (see :mod:`twi_core.models.head`)."""
-    from twi_core.models.head import WORKSPACE
-
-    return WORKSPACE.empty(slots, like.numel(), like=like).view(slots, *like.shape)
+    return _head.WORKSPACE.empty(slots, like.numel(), like=like).view(slots, *like.shape)
 
 
 def _run(spec: _Spec, ybuf, zbuf, sbuf, omega, alpha, weight, n: int) -> None:
