@@ -59,6 +59,25 @@ def test_foreground_matches_mask_for_binary_datasets(tmp_cache):
 
 # ---------------------------------------------------------------- Tetrominoes
 
+def test_tetrominoes_are_the_authors_bytes():
+    """All six md5 fingerprints of the authors' arrays (reference notes §4.1): images uint8, masks int64 as they save them.
+
+    One stream seeded 42 runs train -> val -> test; the val/test starts are also checked through the shipped RNG states.
+    """
+    import hashlib
+
+    def md5(array: np.ndarray) -> str:
+        return hashlib.md5(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+    rng = np.random.RandomState(tetrominoes.DEFAULT_SEED)
+    for split in ("train", "val", "test"):
+        images, masks = tetrominoes.paint(tetrominoes.generate_layouts(tetrominoes.SPLIT_SIZES[split], rng=rng))
+        assert (md5(images), md5(masks.astype(np.int64))) == tetrominoes.AUTHORS_MD5[split], split
+        if split != "train":                                   # the same prefix from the shipped start state
+            _, head = tetrominoes.generate(split, 5)
+            assert np.array_equal(head, masks[:5]), split
+
+
 def test_tetrominoes_statistics_follow_the_authors_table():
     images, masks = tetrominoes.generate("train", 2000)
     frac = np.bincount(masks.ravel(), minlength=6) / masks.size
@@ -91,7 +110,7 @@ def test_tetrominoes_val_test_state_cache_equals_replay(tmp_path, monkeypatch):
     monkeypatch.setattr(tetrominoes, "_SHIPPED_STATES", tmp_path / "none")
     _, test_replayed = tetrominoes.generate("test", 4, state_dir=tmp_path)        # replays train + val, saves states
     names = sorted(p.name for p in tmp_path.glob("*.npz"))
-    assert names == ["tetrominoes-rngstate_seed-42_v-1_split-test.npz", "tetrominoes-rngstate_seed-42_v-1_split-val.npz"]
+    assert names == [f"tetrominoes-rngstate_seed-42_v-{tetrominoes.GENERATOR_VERSION}_split-{s}.npz" for s in ("test", "val")]
     for name in names:                                                             # the shipped states are the replay's
         ours, theirs = np.load(tmp_path / name), np.load(shipped / name)
         assert all(np.array_equal(ours[k], theirs[k]) for k in ours.files)

@@ -4,17 +4,19 @@ Each 64x64 RGB image holds 1-5 Tetris pieces of five types on a black background
 (1 = I, 2 = O, 3 = T, 4 = S/Z, 5 = J/L) and 0 for background, so there are 6 classes.
 
 The generator follows the authors' ``data_scripts/create_tetronimoes.py`` (specification:
-``reference_implementation.md`` §4.1) with NumPy's legacy ``RandomState`` seeded 42. **Status of exactness:** the
-rules, class fractions and piece counts match the authors' data, but the arrays are not yet byte-identical: the order
-in which their script draws its random numbers is not fully documented, and none of the ~90 consumption orders we
-tried reproduces the published md5 fingerprints (:data:`AUTHORS_MD5`). Where their unbounded placement loop would never
-end (no room left for a piece; this happens about once per 5,000 images with our order), ours leaves the piece out
-after 10,000 tries. Per image:
+``reference_implementation.md`` §4.1) with NumPy's legacy ``RandomState`` seeded 42, and its output is **byte-identical
+to the authors' arrays**: train, val and test images (uint8) and masks (as int64, the authors' dtype) have the md5
+fingerprints of :data:`AUTHORS_MD5` (``tests/test_data.py`` checks all six). Two details decide the stream: the mirror
+flip is taken when ``rand() < 0.5``, and the colour is drawn with ``randint(0, 256, size=3, dtype=np.uint8)``, whose
+8-bit draws consume the generator differently from the default int64 draw. Generator version 1 (before December 2026)
+missed both and produced different data; every run trained on it is stale. Where the authors' unbounded placement loop
+would never end (no room left for a piece), ours leaves the piece out after 10,000 tries; at seed 42 this never happens
+in the three splits (the fingerprints would differ). Per image:
 
 1. ``k ~ U{1..5}`` pieces; a pool of the five types repeated ``k // 5 + 1`` times is shuffled and the first ``k`` taken
    (distinct types for ``k <= 4``, duplicates possible for ``k = 5``).
-2. Per piece: rotate by ``90° * U{0..3}``; S/Z and J/L are mirrored left-right with probability 1/2; every cell is
-   scaled to 7x7 px; an RGB colour is drawn uniformly from ``{0..255}^3``.
+2. Per piece: rotate by ``90° * U{0..3}``; S/Z and J/L are mirrored left-right when ``rand() < 0.5``; every cell is
+   scaled to 7x7 px; an RGB colour is drawn uniformly from ``{0..255}^3`` as three uint8 draws.
 3. Placement by rejection sampling (no attempt limit): top-left ``row ~ U[0, 64 - h)``, ``col ~ U[0, 64 - w)``
    (exclusive bounds, so row 63 and column 63 are never foreground), accepted when the piece's bounding box holds no
    earlier piece pixel (pieces may touch).
@@ -43,7 +45,7 @@ __all__ = ["IMAGE_SIZE", "CELL", "CLASS_NAMES", "SPLIT_SIZES", "DEFAULT_SEED", "
 IMAGE_SIZE = 64          # pixels per side (the authors' fixed canvas)
 CELL = 7                 # pixels per tetromino cell
 DEFAULT_SEED = 42        # the authors' effective seed
-GENERATOR_VERSION = 1    # bump when the output for a given seed changes
+GENERATOR_VERSION = 2    # bump when the output for a given seed changes
 SPLIT_SIZES = {"train": 10_000, "val": 1_000, "test": 1_000}
 CLASS_NAMES = ("background", "I", "O", "T", "S/Z", "J/L")
 
@@ -105,10 +107,13 @@ def _draw_image(rng: np.random.RandomState, occupied: np.ndarray) -> list[Piece]
     for label in pool[:k]:
         mirror = SHAPES[label][1]
         turns = rng.randint(0, 4)
-        flip = bool(mirror and rng.rand() > 0.5)
+        # The authors flip on ``rand() < 0.5``; the comparison decides which half of the draws mirror.
+        flip = bool(mirror and rng.rand() < 0.5)
         cells, footprint = _VARIANTS[label, turns, flip]
         h, w = footprint.shape
-        colour = rng.randint(0, 256, size=3).astype(np.uint8)
+        # ``dtype=np.uint8`` matters: the legacy generator then serves 8-bit draws from a buffered 32-bit word, so the
+        # stream is consumed differently from the default int64 draw (and every later image would differ).
+        colour = rng.randint(0, 256, size=3, dtype=np.uint8)
         for _ in range(_MAX_ATTEMPTS):  # rejection sampling, as the authors'
             top = rng.randint(0, IMAGE_SIZE - h)
             left = rng.randint(0, IMAGE_SIZE - w)
