@@ -12,6 +12,9 @@ os.environ.setdefault("TWI_PRESET", "smoke")
 # spinning thread pools oversubscribe the cores and a training step gets ~10x slower (measured). Kernels inherit this.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The equality tests compare fused and fast paths with fp32 tolerances; the bf16 head (the default on AMX CPUs) has its
+# own tests in tests/test_head.py, which turn it on explicitly.
+os.environ.setdefault("TWI_HEAD_BF16", "0")
 
 import torch  # noqa: E402  (after the thread settings above)
 

@@ -61,7 +61,7 @@ def config(**changes) -> TrainConfig:
 
 
 def final_weights(run_dir):
-    return torch.load(run_dir / train.STATE_FILE, weights_only=False)["model"]
+    return torch.load(run_dir / train.STATE_FILE, weights_only=True)["model"]
 
 
 # -- TrainConfig ------------------------------------------------------------------------------------------------------
@@ -71,13 +71,16 @@ def test_config_defaults_follow_the_authors():
     assert (cfg.seed, cfg.batch_size, cfg.lr, cfg.n_train, cfg.save_epoch_checkpoints) == (0, 64, 1e-3, None, False)
 
 
-def test_key_is_stable_and_changes_with_config_and_version(monkeypatch):
+def test_key_is_stable_and_changes_with_config_and_training_format(monkeypatch):
     a, b = config(), config()
     assert a.key() == b.key() and len(a.key()) == 12
     assert config(seed=4).key() != a.key()
     assert config(model={"name": "tiny", "hidden": 5}).key() != a.key()
+    assert config(recipe="fast").key() != a.key() and config(budget_minutes=5).key() != a.key()
     before = a.key()
-    monkeypatch.setattr(train, "__version__", "999.0")
+    monkeypatch.setattr(train, "__version__", "999.0")     # a release that leaves training alone keeps every key
+    assert config().key() == before
+    monkeypatch.setattr(train, "TRAINING_FORMAT", train.TRAINING_FORMAT + 1)
     assert config().key() != before
 
 
@@ -175,14 +178,14 @@ def test_resume_after_a_kill_is_bit_identical(tiny, tmp_path, monkeypatch):
     with pytest.raises(Killed):
         train.fit(cfg, tmp_path / "killed", device="cpu", progress=False)
     assert not (tmp_path / "killed" / train.RESULT_FILE).exists()
-    assert torch.load(tmp_path / "killed" / train.STATE_FILE, weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "killed" / train.STATE_FILE, weights_only=True)["epoch"] == 1
 
     monkeypatch.setattr(train, "_train_epoch", real_epoch)
     resumed = train.fit(cfg, tmp_path / "killed", device="cpu", progress=False)
     wa, wb = final_weights(tmp_path / "full"), final_weights(tmp_path / "killed")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert resumed["metrics"] == uninterrupted["metrics"]
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "elapsed_s")} for r in rows]  # noqa: E731
     assert strip(resumed["history"]) == strip(uninterrupted["history"])
     for epoch in (1, 2, 3):
         name = f"epoch_{epoch:03d}.pt"
@@ -193,7 +196,7 @@ def test_resume_after_a_kill_is_bit_identical(tiny, tmp_path, monkeypatch):
 
 def test_resume_false_starts_over(tiny, tmp_path):
     train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
-    state = torch.load(tmp_path / train.STATE_FILE, weights_only=False)
+    state = torch.load(tmp_path / train.STATE_FILE, weights_only=True)
     state["key"] = "someoneelse0"
     torch.save(state, tmp_path / train.STATE_FILE)
     with pytest.raises(ValueError, match="belongs to run"):
@@ -224,3 +227,39 @@ def test_history_values_are_json_safe(tiny, tmp_path):
     result = train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
     for value in result["history"][0].values():
         assert value is None or not (isinstance(value, float) and math.isnan(value))
+
+
+# ---------------------------------------------------------------- recipes and budgets
+
+def test_recipe_and_budget_are_validated():
+    with pytest.raises(ValueError, match=r"unknown recipe 'slow'; expected one of \['fast', 'paper'\]"):
+        config(recipe="slow")
+    for bad in (0, -1.0, float("nan"), True, "5"):
+        with pytest.raises(ValueError, match="budget_minutes must be None or a positive number"):
+            config(budget_minutes=bad)
+    assert config(budget_minutes=2).budget_minutes == 2.0
+
+
+def test_fast_recipe_warms_up_decays_and_clips(tiny, tmp_path, monkeypatch):
+    from twi_core import recipes, train_step
+
+    clipped = []
+    real_clip = train_step._clip
+    monkeypatch.setattr(train_step, "_clip", lambda opt, norm: (clipped.append(norm), real_clip(opt, norm)))
+    result = train.fit(config(epochs=4, recipe="fast"), tmp_path, device="cpu", progress=False)
+    lrs = [row["lr"] for row in result["history"]]                      # the rate after each epoch's last step
+    steps = 32 // 8
+    fast = recipes.RECIPES["fast"]
+    expected = [0.01 * fast.factor((e * steps - 1) / (4 * steps)) for e in range(1, 5)]
+    assert lrs == pytest.approx(expected) and lrs[-1] < lrs[0]
+    assert set(clipped) == {fast.clip_norm} and len(clipped) == 4 * steps
+    assert result["recipe"] == "fast" and result["images_seen"] == 4 * 32 and result["stopped_by"] == "epochs"
+    paper = train.fit(config(epochs=2), tmp_path / "paper", device="cpu", progress=False)
+    assert [row["lr"] for row in paper["history"]] == [0.01, 0.01]   # the authors' constant rate
+
+
+def test_a_spent_budget_ends_training_early_and_is_recorded(tiny, tmp_path):
+    result = train.fit(config(epochs=50, budget_minutes=1e-9), tmp_path, device="cpu", progress=False)
+    assert result["status"] == "complete" and result["stopped_by"] == "budget"
+    assert result["images_seen"] == 8 and len(result["history"]) == 1    # one step, then validation and test
+    assert "test" in result["metrics"]

@@ -41,11 +41,11 @@ __all__ = ["GRIDS", "Grid", "Point", "RUN_PRESETS", "EXECUTORS", "CLI_COMMANDS",
 #: ``head`` replaces the per-pixel MLP head of the models that have one (``"small"``: 32 wide; the smoke scale only).
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "n_train": 16, "n_val": 8, "n_test": 8, "steps": 10,
-              "head": "small", "seeds": 1},
+              "head": "small", "seeds": 1, "recipe": "paper", "budget_minutes": None},
     "book": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "n_train": 1000, "n_val": 200, "n_test": 200, "steps": None,
-             "head": None, "seeds": 3},
+             "head": None, "seeds": 3, "recipe": "paper", "budget_minutes": None},
     "paper": {"epochs": 300, "batch_size": 64, "lr": 1e-3, "n_train": None, "n_val": None, "n_test": None,
-              "steps": None, "head": None, "seeds": None},
+              "steps": None, "head": None, "seeds": None, "recipe": "paper", "budget_minutes": None},
 }
 
 _FAMILY_TITLES = {"nwm": "NWM", "lstm": "Conv-LSTM", "cnn": "CNN", "unet": "U-Net"}
@@ -161,7 +161,7 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
         The scale (``$TWI_PRESET`` replaces it when set).
     **overrides
         Any key of :data:`RUN_PRESETS` (``epochs``, ``batch_size``, ``lr``, ``n_train``, ``n_val``, ``n_test``,
-        ``steps``, ``head``); ``None`` keeps the preset's value.
+        ``steps``, ``head``, ``recipe``, ``budget_minutes``); ``None`` keeps the preset's value.
 
     Raises
     ------
@@ -190,7 +190,8 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
         raise TypeError(f"seed must be an int; got {seed!r}")
     return TrainConfig(dataset=dataset, model=model, seed=seed, epochs=settings.epochs,
                        batch_size=settings.batch_size, lr=settings.lr, n_train=settings.n_train,
-                       n_val=settings.n_val, n_test=settings.n_test)
+                       n_val=settings.n_val, n_test=settings.n_test, recipe=settings.recipe,
+                       budget_minutes=settings.budget_minutes)
 
 
 def expand(grid: str, *, preset: str | None = "book", seeds: Sequence[int] | None = None,

@@ -112,7 +112,7 @@ class Run:
             raise FileNotFoundError(f"run {self.path.name} has no {which} checkpoint ({path.name})")
         if which == "best":
             return self._load(torch.load(path, map_location="cpu", weights_only=True))
-        return self._load(torch.load(path, map_location="cpu", weights_only=False)["model"])
+        return self._load(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
     def epoch_model(self, epoch: int) -> torch.nn.Module:
         """The model after ``epoch`` (1-based), when the run kept ``save_epoch_checkpoints``."""

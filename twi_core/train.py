@@ -1,9 +1,12 @@
 """The authors' training protocol, resumable and deterministic on CPU.
 
-Protocol (reference notes §5): Adam (lr 1e-3, default betas, no weight decay), plain pixel-wise cross-entropy, shuffled
+Protocol (reference notes §5; ``recipe="paper"``): Adam (lr 1e-3, default betas, no weight decay), plain pixel-wise cross-entropy, shuffled
 training batches with ``drop_last=True``, validation after every epoch, and the checkpoint kept whenever the validation
 loss beats the best so far by more than an *absolute* 0.001 (:data:`BEST_TOLERANCE`); that checkpoint is evaluated on the
 test split at the end. No schedule, clipping, augmentation or early stopping (the authors' patience exceeds their epochs).
+``recipe="fast"`` (:mod:`twi_core.recipes`) adds a warm-up, a cosine decay and gradient clipping and changes nothing
+else; ``budget_minutes`` ends training when the wall-clock budget is spent (the schedule then follows the budget), so
+a budgeted run depends on the machine's speed and is not bit-reproducible; ``result.json`` records the images seen.
 
 :func:`fit` writes, in one run folder:
 
@@ -39,10 +42,12 @@ import torch
 
 from twi_core import __version__
 from twi_core import metrics as _metrics
+from twi_core import recipes as _recipes
 from twi_core._io import atomic_write, atomic_write_json
 from twi_core.train_step import make_train_step
 
-__all__ = ["TrainConfig", "BEST_TOLERANCE", "fit", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE", "RESULT_FILE"]
+__all__ = ["TrainConfig", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
+           "RESULT_FILE"]
 
 #: Absolute improvement of the validation loss needed to replace the best checkpoint (the authors' ``tolerance``).
 BEST_TOLERANCE = 1e-3
@@ -50,6 +55,12 @@ STATE_FILE = "state.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "result.json"
 EPOCH_DIR = "epochs"
+
+#: The version of the training semantics, part of every run's key. Bump it only when the same configuration would
+#: train differently (data generated differently, a changed update, loss or evaluation); a package release that leaves
+#: training alone keeps every stored run valid. 2: the authors' Tetrominoes bytes (data generator version 2), the
+#: ``recipe`` and ``budget_minutes`` fields.
+TRAINING_FORMAT = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +86,8 @@ class TrainConfig:
     n_val: int | None = None             # validation images; None = full split
     n_test: int | None = None            # test images; None = full split
     save_epoch_checkpoints: bool = False  # keep a state_dict after every epoch (for the wavelength analyses)
+    recipe: str = "paper"                # learning-rate schedule and clip, twi_core.recipes ("paper": the authors')
+    budget_minutes: float | None = None  # wall-clock budget: training stops (and the schedule ends) when it is spent
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -99,6 +112,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or a positive int; got {value!r}")
         if not isinstance(self.save_epoch_checkpoints, bool):
             raise TypeError(f"save_epoch_checkpoints must be a bool; got {self.save_epoch_checkpoints!r}")
+        _recipes.recipe(self.recipe)  # ValueError naming the valid recipes
+        budget = self.budget_minutes
+        if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) \
+                    or budget <= 0:
+                raise ValueError(f"budget_minutes must be None or a positive number; got {budget!r}")
+            object.__setattr__(self, "budget_minutes", float(budget))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -115,11 +135,13 @@ class TrainConfig:
         return cls(**dict(values))
 
     def key(self) -> str:
-        """A stable 12-hex-digit hash of the configuration and the package version.
+        """A stable 12-hex-digit hash of the configuration and the training format (:data:`TRAINING_FORMAT`).
 
-        A changed configuration or package version gives a different key, so a stale run is never reused silently.
+        A changed configuration or training semantics gives a different key, so a stale run is never reused silently;
+        a package release that does not change training keeps the key, so stored runs (the book's shipped store) stay
+        valid across releases.
         """
-        blob = json.dumps({"config": self.to_dict(), "version": __version__}, sort_keys=True)
+        blob = json.dumps({"config": self.to_dict(), "training_format": TRAINING_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 
@@ -181,15 +203,22 @@ def _save_torch(path: Path, obj: Any) -> None:
 
 
 def _rng_state(order: torch.Generator) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "order": order.get_state(),
+    """Every RNG state as tensors and plain Python data, so that ``state.pt`` loads with ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": random.getstate(), "order": order.get_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(state: Mapping[str, Any], order: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     order.set_state(state["order"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -220,8 +249,13 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 _GPU_CHECK_EVERY = 25
 
 
-def _train_epoch(step_fn, images, masks, *, order: torch.Generator, batch_size: int, device, bar):
-    """One epoch of ``step_fn`` (a :mod:`twi_core.train_step` step); returns (mean train loss, mean pixel accuracy).
+def _train_epoch(step_fn, images, masks, *, order: torch.Generator, batch_size: int, device, bar,
+                 before_step=None, out_of_time=None):
+    """One epoch of ``step_fn`` (a :mod:`twi_core.train_step` step); returns (mean train loss, mean pixel accuracy,
+    images trained on).
+
+    ``before_step(i)``, if given, runs before the epoch's ``i``-th step (the recipe's learning rate); ``out_of_time()``,
+    if given, is asked after every step and ends the epoch early when it says True (a wall-clock budget).
 
     Raises FloatingPointError on a NaN/inf loss. On CPU the loss is checked after every step; on a GPU the sums stay
     on the device and are read every :data:`_GPU_CHECK_EVERY` steps (a read synchronises, which would idle the GPU).
@@ -235,21 +269,43 @@ def _train_epoch(step_fn, images, masks, *, order: torch.Generator, batch_size: 
     check_every = 1 if device.type == "cpu" else _GPU_CHECK_EVERY
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     acc_sum = torch.zeros((), dtype=torch.float64, device=device)
+    done = 0
     for step in range(steps):
+        if before_step is not None:
+            before_step(step)
         idx = perm[step * batch_size:(step + 1) * batch_size]
         x, y = images[idx].to(device, non_blocking=True), masks[idx].to(device, non_blocking=True)
         loss, logits = step_fn(x, y)
         loss_sum += loss.double() * batch_size
         acc_sum += _metrics.pixel_accuracy(logits.argmax(1), y).sum()
-        if (step + 1) % check_every == 0 or step + 1 == steps:
-            mean_loss = float(loss_sum) / ((step + 1) * batch_size)
+        done = step + 1
+        last = done == steps or (out_of_time is not None and out_of_time())
+        if done % check_every == 0 or last:
+            mean_loss = float(loss_sum) / (done * batch_size)
             if not math.isfinite(mean_loss):
-                where = f"step {step + 1}" if check_every == 1 else f"steps {step + 2 - check_every}..{step + 1}"
+                where = f"step {done}" if check_every == 1 else f"steps {max(done + 1 - check_every, 1)}..{done}"
                 raise FloatingPointError(f"NaN/inf training loss at {where} of the epoch")
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         bar.update(1)
-    seen = steps * batch_size
-    return float(loss_sum) / seen, float(acc_sum) / seen
+        if last:
+            break
+    seen = done * batch_size
+    return float(loss_sum) / seen, float(acc_sum) / seen, seen
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """Set every parameter group's rate (in place when it is a tensor, as a captured CUDA graph reads it there)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
+
+
+def _head_dtype(device: torch.device) -> torch.dtype:
+    from twi_core.models.head import training_dtype
+
+    return training_dtype(device)
 
 
 def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
@@ -290,9 +346,11 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     dict
         The record also written to ``result.json``: ``config``, ``key``, ``status`` (``"complete"`` or ``"failed"``),
         ``error``, ``metrics`` ``{"val": {...}, "test": {...}}`` (of the best checkpoint), ``best_epoch``, ``history``
-        (one dict per epoch: ``epoch, train_loss, train_pixel_accuracy, val_loss, val_fg_acc, val_fg_iou, val_<metric>``
-        for every metric, ``time_s``), ``seed``, ``package_version``, ``git_commit``, ``device``, ``torch_version``,
-        ``wall_time_s``, ``started``, ``finished``, ``data_source``, ``n_params``, ``n_images``.
+        (one dict per epoch: ``epoch, images, images_seen, lr, train_loss, train_pixel_accuracy, val_loss, val_fg_acc,
+        val_fg_iou, val_<metric>`` for every metric, ``time_s, elapsed_s``), ``seed``, ``package_version``,
+        ``git_commit``, ``device``, ``torch_version``, ``wall_time_s``, ``started``, ``finished``, ``data_source``,
+        ``n_params``, ``n_images``, ``training_format``, ``recipe``, ``images_seen`` (training images presented),
+        ``stopped_by`` (``"epochs"`` or ``"budget"``), ``head_dtype`` (the fused head's training dtype).
 
     Raises
     ------
@@ -314,15 +372,20 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
 
     _seed_everything(config.seed)
     model = _build_model(config.model).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    recipe = _recipes.recipe(config.recipe)
+    graph = dev.type == "cuda" if graph is None else graph
+    # A CUDA graph reads the rate where it was captured: a scheduled rate must then be a device tensor, updated in place.
+    lr = torch.tensor(config.lr, device=dev) if graph and not recipe.constant else config.lr
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.Generator().manual_seed(config.seed)  # the training order, saved and restored on resume
 
     history: list[dict[str, Any]] = []
-    best_loss, best_epoch, best_val, epoch0, elapsed_before = math.inf, 0, None, 0, 0.0
+    best_loss, best_epoch, best_val, epoch0, elapsed_before, images_seen = math.inf, 0, None, 0, 0.0, 0
     state_path = run_dir / STATE_FILE
     if resume and state_path.exists():
         # On CPU: RNG states must stay CPU tensors; load_state_dict moves weights and Adam moments to the device.
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        # weights_only: a crafted state.pt in a shared store cannot run code (it holds tensors and plain data only)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("key") != config.key():
             raise ValueError(f"{state_path} belongs to run {state.get('key')!r}, not {config.key()!r}")
         model.load_state_dict(state["model"])
@@ -331,37 +394,72 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         history, best_loss, best_epoch = list(state["history"]), state["best_loss"], state["best_epoch"]
         best_val = state.get("best_val")
         epoch0, elapsed_before = state["epoch"], state.get("elapsed_s", 0.0)
+        images_seen = state.get("images_seen", sum(row.get("images", 0) for row in history))
         started = state.get("started", started)
         if progress:
             print(f"resuming {run_dir.name} after epoch {epoch0}/{config.epochs}", flush=True)
 
     status, error = "complete", None
     steps_per_epoch = len(train_x) // config.batch_size
+    if steps_per_epoch == 0 and epoch0 < config.epochs:
+        raise ValueError(f"n_train ({len(train_x)}) is smaller than batch_size ({config.batch_size}): no full "
+                         "training batch")
     if dev.type == "cuda":  # the whole training split on the GPU: batches are gathered there, no host copies
         train_x, train_y = train_x.to(dev), train_y.to(dev)
-    graph = dev.type == "cuda" if graph is None else graph
     if graph:
         _make_capturable(optimizer)
+    planned_steps = max(steps_per_epoch * config.epochs, 1)
+    budget_s = None if config.budget_minutes is None else 60.0 * config.budget_minutes
+
+    def spent() -> float:
+        return elapsed_before + (time.perf_counter() - t_start)
+
+    def out_of_time() -> bool:
+        return budget_s is not None and spent() >= budget_s
+
+    def schedule_for(epoch: int):
+        """The recipe's rate before step ``i`` of ``epoch``: progress in steps or in budget, whichever is further."""
+        if recipe.constant:
+            return None
+        first = (epoch - 1) * steps_per_epoch
+
+        def before_step(i: int) -> None:
+            progress = (first + i) / planned_steps
+            if budget_s is not None:
+                progress = max(progress, spent() / budget_s)
+            _set_lr(optimizer, config.lr * recipe.factor(progress))
+        return before_step
+
+    stopped_by = "epochs"
     step_fn = None
-    if epoch0 < config.epochs and steps_per_epoch > 0:
+    if epoch0 > 0 and out_of_time():  # resumed after its budget was spent: only the record is left to write
+        stopped_by = "budget"
+    elif epoch0 < config.epochs:  # a fresh run trains at least one step, however small its budget
         b = config.batch_size
-        step_fn = make_train_step(model, optimizer, train_x[:b].to(dev), train_y[:b].to(dev), graph=graph)
+        step_fn = make_train_step(model, optimizer, train_x[:b].to(dev), train_y[:b].to(dev), graph=graph,
+                                  clip_norm=recipe.clip_norm)
     with _progress_bar(steps_per_epoch * (config.epochs - epoch0), run_dir.name, progress) as bar:
         for epoch in range(epoch0 + 1, config.epochs + 1):
+            if step_fn is None:
+                break
             t0 = time.perf_counter()
             try:
-                train_loss, train_acc = _train_epoch(step_fn, train_x, train_y, order=order,
-                                                     batch_size=config.batch_size, device=dev, bar=bar)
+                train_loss, train_acc, seen = _train_epoch(
+                    step_fn, train_x, train_y, order=order, batch_size=config.batch_size, device=dev, bar=bar,
+                    before_step=schedule_for(epoch), out_of_time=out_of_time if budget_s is not None else None)
             except FloatingPointError as err:
                 status, error = "failed", f"epoch {epoch}: {err}"
                 if progress:
                     print(f"run failed: {error}", flush=True)
                 break
+            images_seen += seen
             val = _metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev)
-            row = {"epoch": epoch, "train_loss": train_loss, "train_pixel_accuracy": train_acc,
+            row = {"epoch": epoch, "images": seen, "images_seen": images_seen,
+                   "lr": float(optimizer.param_groups[0]["lr"]),
+                   "train_loss": train_loss, "train_pixel_accuracy": train_acc,
                    "val_loss": val["pixel_loss"], "val_fg_acc": val["fg_accuracy"], "val_fg_iou": val["fg_iou"],
                    **{f"val_{k}": v for k, v in val.items() if k != "n_images"},
-                   "time_s": time.perf_counter() - t0}
+                   "time_s": time.perf_counter() - t0, "elapsed_s": spent()}
             history.append(_finite(row))
             if val["pixel_loss"] < best_loss - BEST_TOLERANCE:
                 best_loss, best_epoch, best_val = val["pixel_loss"], epoch, _finite(val)
@@ -372,11 +470,16 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
             _save_torch(state_path, {"key": config.key(), "epoch": epoch, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "rng": _rng_state(order),
                                      "history": history, "best_loss": best_loss, "best_epoch": best_epoch,
-                                     "best_val": best_val,
+                                     "best_val": best_val, "images_seen": images_seen,
                                      "elapsed_s": elapsed, "started": started})
             if progress:
                 print(f"epoch {epoch:3d}/{config.epochs}  train loss {train_loss:.4f}  val loss {val['pixel_loss']:.4f}"
                       f"  val FG-IoU {val['fg_iou']:.3f}  ({row['time_s']:.1f} s)", flush=True)
+            if out_of_time():
+                stopped_by = "budget"
+                if progress and epoch < config.epochs:
+                    print(f"budget of {config.budget_minutes:g} min spent after {images_seen} images", flush=True)
+                break
 
     result_metrics: dict[str, dict[str, Any]] = {}
     n_images = {"train": len(train_x), "val": len(val_data[0])}
@@ -397,6 +500,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         "seed": config.seed, "package_version": __version__, "git_commit": git_commit(),
         "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "torch_version": torch.__version__, "train_step": "graphed" if graph else "eager",
+        "training_format": TRAINING_FORMAT, "recipe": config.recipe, "images_seen": images_seen,
+        "stopped_by": stopped_by, "head_dtype": str(_head_dtype(dev)).removeprefix("torch."),
         "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
         "started": started, "finished": _now(), "data_source": source,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,

@@ -46,17 +46,27 @@ class EagerStep:
 
     graphed = False
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn | None = None, *,
+                 clip_norm: float | None = None) -> None:
         self.model, self.optimizer = model, optimizer
         self.loss_fn = loss_fn or _default_loss()
+        self.clip_norm = clip_norm  # global gradient-norm clip before the update (a recipe's; None: none)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _clip(self.optimizer, self.clip_norm)
         self.optimizer.step()
         return loss.detach(), logits.detach()
+
+
+def _clip(optimizer: torch.optim.Optimizer, clip_norm: float | None) -> None:
+    """Clip the gradients of every parameter ``optimizer`` updates to a global norm of ``clip_norm``."""
+    if clip_norm is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -89,7 +99,7 @@ class GraphedStep:
     graphed = True
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                 loss_fn: LossFn | None = None, *, warmup: int = 3) -> None:
+                 loss_fn: LossFn | None = None, *, warmup: int = 3, clip_norm: float | None = None) -> None:
         if x.device.type != "cuda" or y.device.type != "cuda":
             raise ValueError(f"GraphedStep needs CUDA tensors; got x on {x.device}, y on {y.device}")
         if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
@@ -100,6 +110,7 @@ class GraphedStep:
             raise ValueError(f"warmup must be an int >= 1; got {warmup!r}")
         self.model, self.optimizer = model, optimizer
         self.loss_fn = loss_fn or _default_loss()
+        self.clip_norm = clip_norm
         self.static_x, self.static_y = x.detach().clone(), y.detach().clone()
 
         # Snapshot what the warm-up steps change: parameters, buffers (BatchNorm statistics), optimizer state.
@@ -140,6 +151,7 @@ class GraphedStep:
         if zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _clip(self.optimizer, self.clip_norm)  # clip_grad_norm_ stays on the device: capturable
         self.optimizer.step()
         return loss.detach(), logits.detach()
 
@@ -154,13 +166,14 @@ class GraphedStep:
 
 
 def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    *, graph: bool | None = None, loss_fn: LossFn | None = None):
+                    *, graph: bool | None = None, loss_fn: LossFn | None = None, clip_norm: float | None = None):
     """The training step for batches shaped like ``(x, y)``: graphed on CUDA (``graph=None``), else eager.
 
-    ``graph=True`` on a CPU raises; a graph needs ``capturable=True`` Adam (see :class:`GraphedStep`).
+    ``graph=True`` on a CPU raises; a graph needs ``capturable=True`` Adam (see :class:`GraphedStep`). ``clip_norm``
+    clips the gradients' global norm before each update.
     """
     if graph is None:
         graph = x.device.type == "cuda"
     if graph:
-        return GraphedStep(model, optimizer, x, y, loss_fn)
-    return EagerStep(model, optimizer, loss_fn)
+        return GraphedStep(model, optimizer, x, y, loss_fn, clip_norm=clip_norm)
+    return EagerStep(model, optimizer, loss_fn, clip_norm=clip_norm)
