@@ -187,14 +187,29 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
     -------
     Run
         Status ``"complete"``, ``"failed"`` (NaN loss) or ``"error"`` (an exception, recorded with its traceback in
-        ``result["error"]``). No exception from training escapes, so a batch goes on.
+        ``result["error"]``). No exception from training escapes, so a batch goes on. A run found in the shipped
+        store (:mod:`twi_core.store`, after the user's store) is returned from there, read-only.
+
+    Raises
+    ------
+    twi_core.store.MissingRunError
+        ``$TWI_TRAIN=never`` and the run is in neither store.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    from twi_core import store as _shipped
+
+    mode = _shipped.train_mode()
     path = run_dir(config, store=store)
     found = _finished(path, config.key())
     if found is not None:
         return found
+    if mode != "always":
+        shipped = _shipped.find(config)
+        if shipped is not None:
+            return shipped
+    if mode == "never":
+        raise _shipped.MissingRunError(_shipped.missing_message(config))
     with _training_lock(path, progress=progress):
         found = _finished(path, config.key())  # another process may have finished it while this one waited
         if found is not None:

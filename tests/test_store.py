@@ -1,0 +1,103 @@
+"""twi_core.store: the shipped run store (lookup order, TWI_TRAIN, manifest, half-precision checkpoints)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from twi_core import runs, store, train
+from test_train import config, tiny  # noqa: F401  (tiny is a fixture)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    root = tmp_path / "shipped"
+    root.mkdir()
+    monkeypatch.setenv("TWI_SHIPPED_RUNS", str(root))
+    return root
+
+
+def _ship(cfg, tmp_path, shipped):
+    """Train ``cfg`` into a work store and pack it into the shipped store."""
+    work = tmp_path / "work"
+    run = runs.obtain(cfg, store=work, progress=False)
+    store.pack([run.path], root=shipped)
+    return run
+
+
+def test_a_shipped_run_is_served_without_training(tiny, tmp_cache, tmp_path, shipped, monkeypatch):
+    cfg = config()
+    trained = _ship(cfg, tmp_path, shipped)
+    assert store.verify(shipped) == []
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: pytest.fail("a shipped run must not be trained again"))
+    for mode in ("never", "missing"):
+        monkeypatch.setenv("TWI_TRAIN", mode)
+        run = runs.obtain(cfg, progress=False)                       # the user's store is empty (tmp_cache)
+        assert run.path.parent == shipped and run.metrics == trained.metrics
+    state = torch.load(run.path / "checkpoint.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())   # halved
+    model = run.model()                                              # loads into the fp32 model
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_never_names_the_missing_run_and_always_ignores_the_shipped_store(tiny, tmp_cache, tmp_path, shipped,
+                                                                          monkeypatch):
+    cfg = config()
+    monkeypatch.setenv("TWI_TRAIN", "never")
+    with pytest.raises(store.MissingRunError, match=rf"key {cfg.key()}.*TWI_TRAIN=never.*python -m twi_core.store"):
+        runs.obtain(cfg, progress=False)
+    monkeypatch.setenv("TWI_TRAIN", "missing")
+    _ship(cfg, tmp_path, shipped)
+    monkeypatch.setenv("TWI_TRAIN", "always")
+    run = runs.obtain(cfg, progress=False)
+    assert run.path.parent != shipped                                # trained into the user's store
+    monkeypatch.setenv("TWI_TRAIN", "sometimes")
+    with pytest.raises(ValueError, match=r"TWI_TRAIN='sometimes'; expected one of \['never', 'missing', 'always'\]"):
+        runs.obtain(cfg, progress=False)
+
+
+def test_a_changed_shipped_file_is_detected_and_not_served(tiny, tmp_cache, tmp_path, shipped, monkeypatch):
+    cfg = config()
+    run = _ship(cfg, tmp_path, shipped)
+    folder = shipped / run.path.name
+    record = json.loads((folder / "result.json").read_text())
+    record["metrics"]["test"]["fg_iou"] = 0.999                      # a hand-edited result
+    (folder / "result.json").write_text(json.dumps(record))
+    assert any("result.json: does not match its SHA-256" in p for p in store.verify(shipped))
+    monkeypatch.setenv("TWI_TRAIN", "never")
+    with pytest.warns(RuntimeWarning, match="does not match"), pytest.raises(store.MissingRunError):
+        runs.obtain(cfg, progress=False)
+    (folder / "extra.txt").write_text("x")
+    assert any("extra.txt: not listed" in p for p in store.verify(shipped))
+
+
+def test_plan_configurations_are_the_papers_models_on_full_splits():
+    from twi_core.models import paper_config
+
+    configs = store.plan_configs()
+    assert len({c.key() for c in configs}) == len(configs)
+    for cfg in configs:
+        family = cfg.model["name"]
+        variant = cfg.model.get("readout", cfg.model.get("depth"))
+        assert cfg.model == dict(paper_config(cfg.dataset, family, variant)), cfg
+        assert (cfg.n_train, cfg.n_val, cfg.n_test) == (None, None, None)
+        assert cfg.recipe == store.STORE_TRAINING["recipe"] and cfg.batch_size == store.STORE_TRAINING["batch_size"]
+    assert sum(1 for c in configs if c.dataset == "tetrominoes" and c.model.get("readout") == "linear"
+               and c.model["name"] == "nwm") >= 3
+
+
+def test_the_shipped_store_matches_its_manifest_and_budget():
+    """The store in the repository: every file listed with its SHA-256, at most 40 MB, every record loadable with
+    weights_only=True checkpoints."""
+    root = store.SHIPPED_DIR
+    if not (root / store.MANIFEST_FILE).exists():
+        pytest.skip("no shipped store in this checkout yet")
+    assert store.verify(root) == []
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) <= 40e6
+    for folder in sorted(p.parent for p in root.rglob("result.json")):
+        run = runs.load(folder)
+        assert run.result["key"] == run.config.key() and run.status == runs.COMPLETE
+        if (folder / "checkpoint.pt").exists():
+            torch.load(folder / "checkpoint.pt", weights_only=True)

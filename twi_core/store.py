@@ -1,0 +1,280 @@
+"""The shipped run store ``book/_runs/``: trained runs that the book loads instead of training them during the build.
+
+Runs are found in this order (:func:`twi_core.runs.obtain`): the user's store (``$TWI_RUNS_DIR``), then the shipped
+store (read-only), then training, as ``$TWI_TRAIN`` says:
+
+========  ==========================================================================================================
+never     load only; a run in neither store raises :class:`MissingRunError`, naming the configuration and the command
+          that trains it
+missing   (default) load what is stored, train what is missing into the user's store
+always    ignore the shipped store: whatever the user's store lacks is trained there
+========  ==========================================================================================================
+
+A shipped run folder (named like a user-store folder, ``<slug>-<key>``) holds ``result.json`` and, for the runs pages
+draw from, ``checkpoint.pt`` with its floating-point tensors in half precision (a test re-evaluates stored runs from
+their checkpoints and finds the test metrics unchanged to 0.005). ``MANIFEST.json`` lists the SHA-256 and size of every
+file; a file that does not match is never served (:func:`find`), and ``python -m twi_core.store verify`` lists every
+mismatch. Keys hash the configuration and :data:`twi_core.train.TRAINING_FORMAT`, not the package version, so a
+release does not orphan the store.
+
+:data:`PLAN` is what the store is meant to hold; ``python -m twi_core.store train [--only SUBSTRING]`` trains what is
+missing of it into a work store (resumable: a killed run continues from its last epoch) and ``python -m twi_core.store
+pack WORK_STORE`` copies the finished runs in, halves their checkpoints and rewrites the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["SHIPPED_DIR", "MANIFEST_FILE", "TRAIN_MODES", "MissingRunError", "train_mode", "shipped_dir", "find",
+           "pack", "write_manifest", "verify", "PLAN", "plan_configs", "store_config"]
+
+#: The shipped store, beside the chapters (present in a checkout of the book).
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "book" / "_runs"
+MANIFEST_FILE = "MANIFEST.json"
+#: Accepted values of ``$TWI_TRAIN``.
+TRAIN_MODES = ("never", "missing", "always")
+
+#: The training protocol of the stored runs: the paper's model configurations on the full splits, batch 16, with the
+#: fast recipe (:mod:`twi_core.recipes`) at its peak rate; epochs per dataset as measured to reach the plateau.
+STORE_TRAINING: dict[str, Any] = {"batch_size": 16, "recipe": "fast", "lr": 3e-3}
+STORE_EPOCHS: dict[str, int] = {"tetrominoes": 3, "mnist": 2, "multi_mnist": 2, "polygons": 3}
+
+#: What the shipped store is meant to hold: ``(dataset, family, variant, seeds)``, most important first (the order
+#: ``train`` works in).
+PLAN: tuple[tuple[str, str, Any, tuple[int, ...]], ...] = (
+    ("tetrominoes", "nwm", "linear", (0, 1, 2)),
+    ("tetrominoes", "cnn", 4, (0, 1, 2)),
+    ("tetrominoes", "nwm", "last", (0,)),
+    ("tetrominoes", "nwm", "fft", (0,)),
+    ("tetrominoes", "lstm", "linear", (0,)),
+    ("tetrominoes", "lstm", "last", (0,)),
+    ("tetrominoes", "cnn", 2, (0,)),
+    ("tetrominoes", "cnn", 8, (0,)),
+    ("tetrominoes", "cnn", 16, (0,)),
+    ("mnist", "nwm", "linear", (0, 1, 2)),
+    ("mnist", "lstm", "linear", (0,)),
+    ("mnist", "cnn", 4, (0,)),
+    ("mnist", "cnn", 16, (0,)),
+)
+
+
+class MissingRunError(LookupError):
+    """A run that is in no store while ``$TWI_TRAIN=never``."""
+
+
+def train_mode() -> str:
+    """``$TWI_TRAIN`` (default ``missing``); ``ValueError`` naming the accepted values otherwise."""
+    mode = os.environ.get("TWI_TRAIN", "missing").strip() or "missing"
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"TWI_TRAIN={mode!r}; expected one of {list(TRAIN_MODES)}")
+    return mode
+
+
+def shipped_dir() -> Path:
+    """The shipped store: ``$TWI_SHIPPED_RUNS`` when set (tests), else :data:`SHIPPED_DIR`."""
+    env = os.environ.get("TWI_SHIPPED_RUNS")
+    return Path(env).expanduser() if env else SHIPPED_DIR
+
+
+def store_config(dataset: str, family: str, variant: Any, *, seed: int = 0):
+    """The :class:`~twi_core.train.TrainConfig` of a stored run: ``paper_config`` on the full splits, store training.
+
+    Examples
+    --------
+    >>> cfg = store_config("tetrominoes", "nwm", "linear", seed=1)
+    >>> cfg.recipe, cfg.batch_size, cfg.epochs, cfg.n_train, cfg.model["steps"]
+    ('fast', 16, 3, None, 100)
+    """
+    from twi_core import presets
+    from twi_core.reproduce import train_config
+
+    with presets.pinned("paper"):  # the stored runs are paper-scale whatever $TWI_PRESET says
+        paper = train_config(dataset, family, variant, seed=seed, preset="paper")
+    return dataclasses.replace(paper, epochs=STORE_EPOCHS[dataset], **STORE_TRAINING)
+
+
+def plan_configs(only: str | None = None) -> list[Any]:
+    """Every configuration of :data:`PLAN` (those whose ``dataset-family-variant`` contains ``only``, if given)."""
+    out = []
+    for dataset, family, variant, seeds in PLAN:
+        if only and only not in f"{dataset}-{family}-{variant}":
+            continue
+        out.extend(store_config(dataset, family, variant, seed=s) for s in seeds)
+    return out
+
+
+# -- the manifest ------------------------------------------------------------------------------------------------------
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
+                  and not p.name.startswith("."))
+
+
+def write_manifest(root: str | os.PathLike | None = None) -> Path:
+    """Write ``MANIFEST.json``: ``{relative path: {"sha256": ..., "bytes": ...}}`` of every file under ``root``."""
+    from twi_core._io import atomic_write_json, sha256_file
+
+    root = Path(root) if root is not None else shipped_dir()
+    entries = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+               for p in _files(root)}
+    return atomic_write_json(root / MANIFEST_FILE, {"files": entries})
+
+
+def _manifest(root: Path) -> dict[str, dict[str, Any]]:
+    from twi_core._io import read_json
+
+    path = root / MANIFEST_FILE
+    if not path.exists():
+        return {}
+    data = read_json(path)
+    return data.get("files", {}) if isinstance(data, dict) else {}
+
+
+def verify(root: str | os.PathLike | None = None) -> list[str]:
+    """Every problem of the store at ``root``: files missing from, changed against, or absent in the manifest."""
+    from twi_core._io import sha256_file
+
+    root = Path(root) if root is not None else shipped_dir()
+    listed = _manifest(root)
+    present = {p.relative_to(root).as_posix(): p for p in _files(root)}
+    problems = [f"{name}: listed in {MANIFEST_FILE} but missing" for name in sorted(set(listed) - set(present))]
+    problems += [f"{name}: not listed in {MANIFEST_FILE}" for name in sorted(set(present) - set(listed))]
+    for name in sorted(set(listed) & set(present)):
+        entry, path = listed[name], present[name]
+        if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{name}: does not match its SHA-256 in {MANIFEST_FILE}")
+    return problems
+
+
+def _intact(folder: Path, root: Path) -> bool:
+    """Whether every file of the run ``folder`` matches the manifest of ``root``."""
+    from twi_core._io import sha256_file
+
+    listed = _manifest(root)
+    for path in _files(folder):
+        entry = listed.get(path.relative_to(root).as_posix())
+        if entry is None or path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+            return False
+    return True
+
+
+# -- lookup ------------------------------------------------------------------------------------------------------------
+
+def find(config, *, root: str | os.PathLike | None = None):
+    """The complete shipped run of ``config``, or None (absent, failed, or not matching the manifest: warned)."""
+    import warnings
+
+    from twi_core import runs
+
+    root = Path(root) if root is not None else shipped_dir()
+    folder = root / f"{runs.slug(config)}-{config.key()}"
+    if not (folder / "result.json").exists():
+        return None
+    if not _intact(folder, root):
+        warnings.warn(f"shipped run {folder} does not match {root / MANIFEST_FILE}; not using it", RuntimeWarning,
+                      stacklevel=2)
+        return None
+    try:
+        run = runs.load(folder)
+    except (ValueError, TypeError) as err:
+        warnings.warn(f"shipped run {folder} is unreadable ({err}); not using it", RuntimeWarning, stacklevel=2)
+        return None
+    if run.result.get("key") != config.key() or run.status != runs.COMPLETE:
+        return None
+    return run
+
+
+def missing_message(config) -> str:
+    """What :class:`MissingRunError` says: the configuration, and the commands that train or allow training it."""
+    return (f"run {config.dataset} {config.model.get('name')} (key {config.key()}, seed {config.seed}) is in neither "
+            f"the run store nor the shipped store, and TWI_TRAIN=never forbids training it. Train it with "
+            f"`python -m twi_core.store train` (the store's plan) or set TWI_TRAIN=missing; configuration: "
+            f"{config.to_dict()}")
+
+
+# -- packing -----------------------------------------------------------------------------------------------------------
+
+def _halve(state: dict) -> dict:
+    import torch
+
+    return {k: (v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in state.items()}
+
+
+def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None,
+         checkpoints: bool = True) -> list[Path]:
+    """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` in half precision), then
+    rewrite the manifest. Returns the folders written."""
+    import torch
+
+    from twi_core import runs
+    from twi_core._io import atomic_write
+
+    root = Path(root) if root is not None else shipped_dir()
+    written = []
+    for source in run_dirs:
+        run = runs.load(source)
+        if run.status != runs.COMPLETE:
+            continue
+        dest = root / Path(source).name
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.path / "result.json", dest / "result.json")
+        if checkpoints and (run.path / "checkpoint.pt").exists():
+            state = torch.load(run.path / "checkpoint.pt", map_location="cpu", weights_only=True)
+
+            def writer(tmp: Path, state=state) -> None:
+                torch.save(_halve(state), tmp)
+            atomic_write(dest / "checkpoint.pt", writer)
+        written.append(dest)
+    write_manifest(root)
+    return written
+
+
+# -- command line ------------------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twi_core.store", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train what the store's plan lacks, into a work store (resumable)")
+    p_train.add_argument("--store", type=Path, default=None, help="work store (default $TWI_RUNS_DIR)")
+    p_train.add_argument("--only", default=None, help="only plan rows whose dataset-family-variant contains this")
+    p_train.add_argument("--list", action="store_true", help="list the plan's runs and whether they are stored")
+    p_pack = sub.add_parser("pack", help="copy finished runs of a work store into the shipped store")
+    p_pack.add_argument("work", type=Path, help="the work store")
+    p_pack.add_argument("--only", default=None)
+    sub.add_parser("verify", help="check the shipped store against its manifest")
+    args = parser.parse_args(argv)
+
+    from twi_core import runs
+
+    if args.command == "verify":
+        problems = verify()
+        for line in problems:
+            print(line)
+        print(f"{shipped_dir()}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    configs = plan_configs(args.only)
+    if args.command == "pack":
+        folders = [runs.run_dir(c, store=args.work) for c in configs]
+        done = pack([f for f in folders if (f / "result.json").exists()])
+        print(f"packed {len(done)} run(s) into {shipped_dir()}")
+        return 0
+    for config in configs:
+        stored = find(config) is not None or (runs.run_dir(config, store=args.store) / "result.json").exists()
+        if args.list:
+            print(f"{'stored ' if stored else 'missing'}  {runs.slug(config)}-{config.key()}")
+            continue
+        if find(config) is None:
+            run = runs.obtain(config, store=args.store, progress=True)
+            print(f"{run.path.name}: {run.status}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
