@@ -296,10 +296,11 @@ def presets_resolve_with(table, preset, **values):
     return Settings({**table[preset], **values}, preset)
 
 
-def _fake_table():
+def _fake_table(seeds=None):
+    seeds = seeds or {("nwm", "linear"): [0.90, 0.92, 0.91], ("nwm", "last"): [0.2], ("lstm", "linear"): [0.3],
+                      ("cnn", "2"): [0.0, 0.1, 0.05], ("cnn", "4"): [0.95, 0.0, 0.9]}
     rows = []
-    for family, variant, ious in [("nwm", "linear", [0.5]), ("nwm", "last", [0.2]), ("lstm", "linear", [0.3]),
-                                  ("cnn", "2", [0.0, 0.1]), ("cnn", "4", [0.6, 0.0])]:
+    for (family, variant), ious in seeds.items():
         for seed, iou in enumerate(ious):
             rows.append({"dataset": "tetrominoes", "family": family, "variant": variant, "seed": seed,
                          "status": "complete", "fg_accuracy": 2 * iou / (1 + iou), "fg_iou": iou, "fg_loss": 1.0,
@@ -307,23 +308,38 @@ def _fake_table():
     return pd.DataFrame(rows)
 
 
-def test_claims_compare_the_nwm_linear_with_each_cnn_depth_and_its_last_readout():
-    c = ch3.claims(_fake_table()).set_index("claim")
-    assert c.loc["NWM-linear leaves the all-background collapse (FG-IoU > 0)", "holds"]
-    assert c.loc["NWM-linear beats CNN L = 2 on FG-IoU", "other"] == pytest.approx(0.05)
-    assert c.loc["NWM-linear beats CNN L = 2 on FG-IoU", "holds"]
-    assert c.loc["NWM-linear beats CNN L = 4 on FG-IoU", "other"] == pytest.approx(0.3)
-    assert c.loc["NWM-linear beats NWM-last on FG-IoU", "holds"]
-    t = _fake_table()
-    t.loc[t["family"] == "nwm", "fg_iou"] = 0.0
-    c = ch3.claims(t).set_index("claim")
-    assert not c["holds"].any()
+def test_claims_have_intervals_chance_levels_and_three_verdicts():
+    c = ch3.claims(_fake_table(), chance={"all_background": 0.0, "uniform_class": 0.2}).set_index("claim")
+    above = c.loc["NWM-linear lies above the uniform-class chance level"]
+    assert above["verdict"] == "holds" and above["chance"] == 0.2
+    l2 = c.loc["NWM-linear beats CNN L = 2 on FG-IoU"]
+    assert l2["verdict"] == "holds" and l2["other"] == pytest.approx(0.05) and l2["seeds"] == "3 vs 3"
+    assert l2["95% low"] > 0 and l2["95% low"] < l2["difference"] < l2["95% high"]
+    l4 = c.loc["NWM-linear beats CNN L = 4 on FG-IoU"]           # one dead seed: the interval reaches 0
+    assert l4["verdict"] == "does not hold" and l4["95% low"] < 0 < l4["difference"]
+    last = c.loc["NWM-linear beats NWM-last on FG-IoU"]          # one seed only
+    assert last["verdict"] == "not testable at this scale" and "at least 3" in last["reason"]
+    at_chance = _fake_table({("nwm", "linear"): [0.0, 0.01, 0.0], ("cnn", "2"): [0.0, 0.0, 0.01]})
+    row = ch3.claims(at_chance).set_index("claim").loc["NWM-linear beats CNN L = 2 on FG-IoU"]
+    assert row["verdict"] == "not testable at this scale" and "chance level" in row["reason"]
+    assert not ch3.claims(at_chance)["holds"].any()
+
+
+def test_chance_levels_are_computed_with_the_runs_metric(tmp_cache):
+    levels = ch3.chance_levels("tetrominoes", split="val", n=20)
+    assert levels["all_background"] == 0.0
+    # five shape classes guessed uniformly per object pixel: FG-IoU of a 1-in-5 guess, far below a trained model
+    assert 0.05 < levels["uniform_class"] < 0.2
+
+
+_ONE_SEED_EACH = {("nwm", "linear"): [0.5], ("nwm", "last"): [0.2], ("lstm", "linear"): [0.3],
+                  ("cnn", "2"): [0.0, 0.1], ("cnn", "4"): [0.6, 0.0]}
 
 
 def test_comparison_table_puts_the_papers_row_beside_ours():
     from twi_core.reproduce import paper_table
 
-    table = ch3.comparison_table(_fake_table()).set_index(["model", "arch."])
+    table = ch3.comparison_table(_fake_table(_ONE_SEED_EACH)).set_index(["model", "arch."])
     paper = paper_table().set_index(["dataset", "family", "variant"])
     ref = paper.loc[("tetrominoes", "nwm", "linear")]
     row = table.loc[("NWM", "linear")]
@@ -331,7 +347,7 @@ def test_comparison_table_puts_the_papers_row_beside_ours():
     assert row["FG-IoU (ours)"] == "0.50" and row["runs"] == 1
     assert table.loc[("CNN", "L = 4"), "FG-IoU (ours)"] == f"{0.3:.2f} ± {np.std([0.6, 0.0], ddof=1):.2f}"
     assert row["params (ours)"] == "1,000" and row["params (paper)"] == ref["params_paper"]
-    two = ch3.comparison_table(_fake_table(), two_level=True)
+    two = ch3.comparison_table(_fake_table(_ONE_SEED_EACH), two_level=True)
     assert two.loc[("tetrominoes", "NWM", "linear"), ("FG-IoU", "ours")] == "0.50"
     assert ("FG-Loss", "paper") in two.columns and ("runs", "") in two.columns
 
@@ -375,11 +391,11 @@ def test_background_baseline_is_the_background_fraction(tmp_cache):
 
 
 def test_bar_data_for_figures_11_and_12():
-    ours, paper, order = ch3.readout_bars_data(_fake_table(), "tetrominoes")
+    ours, paper, order = ch3.readout_bars_data(_fake_table(_ONE_SEED_EACH), "tetrominoes")
     assert order == ["last", "mean", "max", "fft", "linear"]
     assert set(ours["hue"]) == {"NWM", "Conv-LSTM"} and len(paper) == 10
     assert {"fg_iou_mean", "fg_iou_std", "pixel_accuracy_mean"} <= set(paper.columns)
-    ours, paper, order = ch3.depth_bars_data(_fake_table(), "tetrominoes")
+    ours, paper, order = ch3.depth_bars_data(_fake_table(_ONE_SEED_EACH), "tetrominoes")
     assert order[:2] == ["CNN\nL=2", "CNN\nL=4"] and order[-1] == "NWM\nlinear" and len(paper) == 7
     assert "NWM\nlast" not in set(ours["x"])
 

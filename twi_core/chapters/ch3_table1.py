@@ -31,7 +31,7 @@ from twi_core import presets
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "claims", "chance_levels", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -208,29 +208,62 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
     return result
 
 
-def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes") -> pd.DataFrame:
-    """What must hold at the chapter's scale, checked on the live runs (FG-IoU on the test split, mean over seeds).
+def chance_levels(dataset: str, *, split: str = "test", n: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Test FG-IoU of two predictors that learned nothing about shape, through the runs' own metric.
 
-    Rows: the NWM-linear leaves the all-background collapse (FG-IoU > 0); it beats the CNNs of each depth run and
-    its own last-state readout. Columns: ``claim``, ``ours`` (the NWM-linear value), ``other``, ``holds``.
+    ``all_background``: background everywhere (FG-IoU 0: the "collapse"). ``uniform_class``: the true foreground
+    found, with a class drawn uniformly at random per object pixel (the plateau the CPU calibration describes:
+    foreground found, shape at chance).
     """
+    from twi_core import data, metrics
+
+    loaded = data.load(dataset, split, n=n)
+    masks, k = loaded.masks, data.info(dataset).num_classes
+    generator = torch.Generator().manual_seed(seed)
+    guess = torch.randint(1, k, masks.shape, generator=generator)
+    uniform = torch.where(masks > 0, guess, torch.zeros_like(masks))
+    return {"all_background": float(torch.nanmean(metrics.fg_iou(torch.zeros_like(masks), masks).double())),
+            "uniform_class": float(torch.nanmean(metrics.fg_iou(uniform, masks).double()))}
+
+
+def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping[str, float] | None = None,
+           min_seeds: int = 3) -> pd.DataFrame:
+    """The paper's claims, checked on the runs' test FG-IoU over seeds (:mod:`twi_core.analysis.claims`).
+
+    Rows: the NWM-linear lies above the uniform-class chance level; it beats each CNN depth run, its own last-state
+    readout and the Conv-LSTM-linear. Each row has both means, the difference with its 95 % Welch interval, the seeds
+    per side, the chance level, and a verdict: ``holds``, ``does not hold`` or ``not testable at this scale`` (fewer
+    than ``min_seeds`` seeds on a side, or both sides at chance), with the reason. ``holds`` is a bool column kept
+    for older callers (True only for ``holds``).
+    """
+    from twi_core.analysis import claims as _claims
+
     ok = table[(table["status"] == "complete") & (table["dataset"] == dataset)]
+    chance = dict(chance) if chance is not None else {"all_background": 0.0, "uniform_class": float("nan")}
 
-    def mean(family, variant):
-        v = pd.to_numeric(ok[(ok["family"] == family) & (ok["variant"] == str(variant))]["fg_iou"], errors="coerce")
-        return float(v.mean()) if v.notna().any() else float("nan")
+    def values(family, variant):
+        rows = ok[(ok["family"] == family) & (ok["variant"] == str(variant))]
+        return pd.to_numeric(rows["fg_iou"], errors="coerce").dropna().tolist()
 
-    nwm = mean("nwm", "linear")
-    rows = [{"claim": "NWM-linear leaves the all-background collapse (FG-IoU > 0)", "ours": nwm, "other": 0.0,
-             "holds": bool(nwm > 0)}]
-    for family, variant in [("cnn", v) for v in sorted({int(v) for v in ok[ok["family"] == "cnn"]["variant"]})] + \
-            [("nwm", "last")]:
-        other = mean(family, variant)
-        if other == other:
-            name = f"CNN L = {variant}" if family == "cnn" else "NWM-last"
-            rows.append({"claim": f"NWM-linear beats {name} on FG-IoU", "ours": nwm, "other": other,
-                         "holds": bool(nwm > other)})
-    return pd.DataFrame(rows)
+    nwm = values("nwm", "linear")
+    checks = []
+    if chance.get("uniform_class") == chance.get("uniform_class"):  # not NaN
+        checks.append(("NWM-linear lies above the uniform-class chance level",
+                       _claims.above(nwm, chance["uniform_class"], min_seeds=min_seeds)))
+    others = [("cnn", v, f"CNN L = {v}") for v in sorted({int(v) for v in ok[ok["family"] == "cnn"]["variant"]})]
+    others += [("nwm", "last", "NWM-last"), ("lstm", "linear", "Conv-LSTM-linear")]
+    for family, variant, name in others:
+        other = values(family, variant)
+        if not other:
+            continue
+        checks.append((f"NWM-linear beats {name} on FG-IoU",
+                       _claims.compare(nwm, other, chance=chance["all_background"], min_seeds=min_seeds)))
+    rows = [{"claim": claim, "ours": c["ours_mean"], "other": c["other_mean"], "difference": c["difference"],
+             "95% low": c["low"], "95% high": c["high"], "seeds": f"{c['n_ours']} vs {c['n_other']}",
+             "chance": c["chance"], "verdict": c["verdict"], "reason": c["reason"],
+             "holds": c["verdict"] == _claims.HOLDS} for claim, c in checks]
+    return pd.DataFrame(rows, columns=["claim", "ours", "other", "difference", "95% low", "95% high", "seeds",
+                                       "chance", "verdict", "reason", "holds"])
 
 
 @torch.no_grad()

@@ -1,0 +1,128 @@
+r"""Claims that can fail: one side's metric against another's over seeds, with a 95 % interval and a verdict.
+
+A claim "A beats B" is checked on per-seed values (test FG-IoU of each run). The difference of means gets Welch's
+95 % interval (unequal variances, Welch–Satterthwaite degrees of freedom),
+
+.. math::
+
+    \Delta = \bar a - \bar b,\qquad s_\Delta = \sqrt{s_a^2/n_a + s_b^2/n_b},\qquad
+    \nu = \frac{s_\Delta^4}{\frac{(s_a^2/n_a)^2}{n_a - 1} + \frac{(s_b^2/n_b)^2}{n_b - 1}},\qquad
+    \Delta \pm t_{0.975,\nu}\, s_\Delta,
+
+and the verdict is
+
+* ``"holds"`` when the whole interval lies above the margin,
+* ``"does not hold"`` when it does not (the difference may be zero, or of the other sign),
+* ``"not testable at this scale"`` when a side has fewer than ``min_seeds`` runs, or when both sides sit at the chance
+  level (no model learned, so a difference says nothing about the claim); the reason is given.
+
+Examples
+--------
+>>> c = compare([0.90, 0.92, 0.91], [0.40, 0.45, 0.38], chance=0.0)
+>>> c["verdict"], round(c["difference"], 3), c["low"] > 0.4
+('holds', 0.5, True)
+>>> compare([0.9, 0.91], [0.4, 0.4, 0.4], chance=0.0)["verdict"]
+'not testable at this scale'
+>>> compare([0.01, 0.0, 0.02], [0.0, 0.0, 0.01], chance=0.0, chance_tolerance=0.05)["reason"]
+'both sides at the chance level (0.00 ± 0.05)'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "welch_interval"]
+
+HOLDS = "holds"
+DOES_NOT_HOLD = "does not hold"
+NOT_TESTABLE = "not testable at this scale"
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(a) - mean(b), low, high)``: Welch's interval at ``level`` for the difference of means.
+
+    With zero spread on both sides the interval is the point itself.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"Welch's interval needs at least 2 values per side; got {len(a)} and {len(b)}")
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return diff, diff - half, diff + half
+
+
+def compare(ours: Sequence[float], other: Sequence[float], *, chance: float, margin: float = 0.0,
+            min_seeds: int = 3, chance_tolerance: float = 0.02, level: float = 0.95) -> dict:
+    """Check "ours beats other by more than ``margin``" on per-seed values.
+
+    Parameters
+    ----------
+    ours, other
+        Per-seed values of the metric (higher is better); NaNs (failed runs) are dropped.
+    chance
+        The metric's value for a model that learned nothing (e.g. FG-IoU 0 for "all background").
+    margin
+        The claimed lead (0: "beats").
+    min_seeds
+        Runs needed per side (the issue's rule: 3).
+    chance_tolerance
+        Both sides within this of ``chance`` means that neither learned: not testable.
+
+    Returns
+    -------
+    dict
+        ``ours_mean, other_mean, difference, low, high, n_ours, n_other, chance, margin, verdict, reason``.
+    """
+    a = np.asarray([v for v in ours if v is not None and np.isfinite(v)], dtype=float)
+    b = np.asarray([v for v in other if v is not None and np.isfinite(v)], dtype=float)
+    out = {"ours_mean": float(a.mean()) if len(a) else math.nan, "other_mean": float(b.mean()) if len(b) else math.nan,
+           "difference": math.nan, "low": math.nan, "high": math.nan, "n_ours": len(a), "n_other": len(b),
+           "chance": chance, "margin": margin, "level": level}
+    if len(a) < min_seeds or len(b) < min_seeds:
+        return {**out, "verdict": NOT_TESTABLE,
+                "reason": f"{len(a)} and {len(b)} seeds; the check needs at least {min_seeds} per side"}
+    diff, low, high = welch_interval(a, b, level=level)
+    out.update(difference=diff, low=low, high=high)
+    if abs(out["ours_mean"] - chance) <= chance_tolerance and abs(out["other_mean"] - chance) <= chance_tolerance:
+        return {**out, "verdict": NOT_TESTABLE,
+                "reason": f"both sides at the chance level ({chance:.2f} ± {chance_tolerance:.2f})"}
+    if low > margin:
+        return {**out, "verdict": HOLDS, "reason": f"the {level:.0%} interval lies above {margin:g}"}
+    return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {level:.0%} interval reaches {margin:g} or below"}
+
+
+def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confidence: float = 0.95) -> dict:
+    """Check "the mean of ``values`` lies above ``level``" (e.g. a chance level) with a one-sample t interval.
+
+    Examples
+    --------
+    >>> above([0.30, 0.35, 0.32], 0.1)["verdict"]
+    'holds'
+    >>> above([0.05, 0.15, 0.10], 0.1)["verdict"]
+    'does not hold'
+    """
+    from scipy import stats
+
+    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    out = {"ours_mean": float(a.mean()) if len(a) else math.nan, "other_mean": level, "n_ours": len(a),
+           "n_other": 0, "chance": level, "margin": 0.0, "level": confidence,
+           "difference": math.nan, "low": math.nan, "high": math.nan}
+    if len(a) < min_seeds:
+        return {**out, "verdict": NOT_TESTABLE, "reason": f"{len(a)} seeds; the check needs at least {min_seeds}"}
+    se = float(a.std(ddof=1)) / math.sqrt(len(a))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(a) - 1)) * se
+    diff = float(a.mean()) - level
+    out.update(difference=diff, low=diff - half, high=diff + half)
+    if diff - half > 0:
+        return {**out, "verdict": HOLDS, "reason": f"the {confidence:.0%} interval lies above the level"}
+    return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {confidence:.0%} interval reaches the level"}

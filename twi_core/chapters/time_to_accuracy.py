@@ -1,0 +1,91 @@
+"""The Performance appendix's "Time to accuracy" section: learning curves of the two recipes, and the time to a target.
+
+The curves come from ``benchmarks/time_to_accuracy.py`` (stored in ``book/_data/time_to_accuracy.json``): validation
+FG-IoU after every epoch against images seen and against wall time, for the authors' protocol (``recipe="paper"``,
+constant Adam 1e-3) and the fast recipe (:mod:`twi_core.recipes`), on one machine (stated in the file).
+
+Examples
+--------
+>>> curve = {"history": [{"images_seen": 2000, "elapsed_s": 120.0, "val_fg_iou": 0.3},
+...                      {"images_seen": 4000, "elapsed_s": 240.0, "val_fg_iou": 0.85}]}
+>>> first_reaching(curve, 0.8)
+{'images_seen': 4000, 'minutes': 4.0, 'val_fg_iou': 0.85}
+>>> first_reaching(curve, 0.9) is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["load", "first_reaching", "summary_table", "figure"]
+
+
+def load(path: str | Path) -> dict[str, Any] | None:
+    """The stored measurement, or None when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def first_reaching(curve: dict[str, Any], threshold: float) -> dict[str, Any] | None:
+    """The first validation point of ``curve`` at or above ``threshold`` (images seen, minutes), or None."""
+    for row in curve["history"]:
+        value = row.get("val_fg_iou")
+        if value is not None and value >= threshold:
+            return {"images_seen": row["images_seen"], "minutes": round(row["elapsed_s"] / 60.0, 2),
+                    "val_fg_iou": value}
+    return None
+
+
+def _label(curve: dict[str, Any]) -> str:
+    names = {"nwm": "NWM", "lstm": "Conv-LSTM", "cnn": "CNN"}
+    family = names.get(curve["family"], curve["family"])
+    variant = f"L = {curve['variant']}" if curve["family"] == "cnn" else curve["variant"]
+    return f"{family}-{variant}" if curve["family"] != "cnn" else f"{family} {variant}"
+
+
+def summary_table(data: dict[str, Any], *, threshold: float = 0.8) -> pd.DataFrame:
+    """One row per curve: model, recipe, peak rate, final validation FG-IoU, images and minutes to ``threshold``."""
+    rows = []
+    for curve in data["curves"]:
+        hist = curve["history"]
+        reach = first_reaching(curve, threshold)
+        rows.append({"model": _label(curve), "recipe": curve["recipe"], "peak lr": curve["lr"],
+                     "batch": curve["batch_size"], "train images": curve["n_train"],
+                     "images seen": hist[-1]["images_seen"] if hist else 0,
+                     "minutes": round(hist[-1]["elapsed_s"] / 60.0, 1) if hist else None,
+                     "final val FG-IoU": round(hist[-1]["val_fg_iou"], 3) if hist else None,
+                     "best val FG-IoU": round(max(r["val_fg_iou"] for r in hist), 3) if hist else None,
+                     f"minutes to {threshold}": reach["minutes"] if reach else "not reached",
+                     f"images to {threshold}": reach["images_seen"] if reach else "not reached",
+                     "head": curve.get("head_dtype")})
+    return pd.DataFrame(rows).sort_values(["model", "recipe", "peak lr"]).reset_index(drop=True)
+
+
+def figure(data: dict[str, Any], *, threshold: float = 0.8):
+    """Validation FG-IoU against images seen (left) and wall-clock minutes (right), one line per curve."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for curve in data["curves"]:
+        hist = curve["history"]
+        label = f"{_label(curve)}, {curve['recipe']} (lr {curve['lr']:g})"
+        style = "-" if curve["recipe"] == "fast" else "--"
+        images = [r["images_seen"] for r in hist]
+        minutes = [r["elapsed_s"] / 60.0 for r in hist]
+        iou = [r["val_fg_iou"] for r in hist]
+        axes[0].plot(images, iou, style, marker="o", ms=3, label=label)
+        axes[1].plot(minutes, iou, style, marker="o", ms=3, label=label)
+    for ax, xlabel in zip(axes, ("training images seen", "wall-clock minutes (one process, one thread)")):
+        ax.axhline(threshold, color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation FG-IoU")
+    axes[0].set_ylim(0, 1)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
