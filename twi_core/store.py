@@ -41,9 +41,12 @@ MANIFEST_FILE = "MANIFEST.json"
 #: Accepted values of ``$TWI_TRAIN``.
 TRAIN_MODES = ("never", "missing", "always")
 
-#: The training protocol of the stored runs: the paper's model configurations on the full splits, batch 16, with the
-#: fast recipe (:mod:`twi_core.recipes`) at its peak rate; epochs per dataset as measured to reach the plateau.
-STORE_TRAINING: dict[str, Any] = {"batch_size": 16, "recipe": "fast", "lr": 3e-3}
+#: The training protocol of the stored runs: the paper's model configurations on the full splits, with the authors'
+#: protocol (constant Adam 1e-3, best validation checkpoint) at batch 16, the CPU's sweet spot (the authors' batch is
+#: 64). The fast recipe (:mod:`twi_core.recipes`) did not beat it in the measured learning curves (Performance
+#: appendix, "Time to accuracy"), so the store keeps the authors' protocol. Epochs per dataset are what the 2-core
+#: machine could afford; every caption states them.
+STORE_TRAINING: dict[str, Any] = {"batch_size": 16, "recipe": "paper", "lr": 1e-3}
 STORE_EPOCHS: dict[str, int] = {"tetrominoes": 3, "mnist": 2, "multi_mnist": 2, "polygons": 3}
 
 #: What the shipped store is meant to hold: ``(dataset, family, variant, seeds)``, most important first (the order
@@ -90,7 +93,7 @@ def store_config(dataset: str, family: str, variant: Any, *, seed: int = 0):
     --------
     >>> cfg = store_config("tetrominoes", "nwm", "linear", seed=1)
     >>> cfg.recipe, cfg.batch_size, cfg.epochs, cfg.n_train, cfg.model["steps"]
-    ('fast', 16, 3, None, 100)
+    ('paper', 16, 3, None, 100)
     """
     from twi_core import presets
     from twi_core.reproduce import train_config
