@@ -31,7 +31,7 @@ from twi_core import presets
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "claims", "chance_levels", "provenance", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -45,20 +45,22 @@ _TABLE1_ROWS = [[d, f, v] for d in ("tetrominoes", "mnist") for f, vs in
 #: ``{setting: value}`` that replaces run settings for that row only (e.g. a smaller MNIST budget); ``seeds``: seeds per recurrent row;
 #: ``cnn_seeds``: seeds per CNN row (several, to measure how often the 2-channel ReLU dies); the rest are the run settings
 #: of :data:`twi_core.reproduce.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
-#: animated; ``gif_stride``: keep every n-th step in the NWM animations.
+#: animated; ``gif_stride``: keep every n-th step in the NWM animations; ``stored``: take the configurations of the
+#: shipped run store (:func:`twi_core.store.store_config`) instead of the run settings, so the page loads trained runs.
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                        ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                        ["mnist", "nwm", "linear"]],
               "seeds": 1, "cnn_seeds": 2, "epochs": 1, "batch_size": 8, "lr": 1e-3, "n_train": 16, "n_val": 8,
-              "n_test": 8, "steps": 8, "n_gallery": 2, "gif_stride": 1},
+              "n_test": 8, "steps": 8, "n_gallery": 2, "gif_stride": 1, "stored": False},
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"], ["tetrominoes", "cnn", 2], ["tetrominoes", "cnn", 4],
                       ["mnist", "nwm", "linear", {"epochs": 1}]],
              "seeds": 1, "cnn_seeds": 2, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 450, "n_val": 64,
-             "n_test": 100, "steps": None, "n_gallery": 4, "gif_stride": 2},
+             "n_test": 100, "steps": None, "n_gallery": 4, "gif_stride": 2, "stored": False},
     "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
-              "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1},
+              "n_train": None, "n_val": None, "n_test": None, "steps": None, "n_gallery": 9, "gif_stride": 1,
+              "stored": False},
 }
 
 _RUN_KEYS = ("epochs", "batch_size", "lr", "n_train", "n_val", "n_test", "steps")
@@ -93,7 +95,7 @@ def live_points(s: presets.Settings) -> list[dict[str, Any]]:
     """
     from twi_core.reproduce import train_config
 
-    overrides = _run_overrides(s)
+    overrides = {} if s.stored else _run_overrides(s)
     points = []
     for row in s.rows:
         if len(row) not in (3, 4) or (len(row) == 4 and not isinstance(row[3], Mapping)):
@@ -106,7 +108,12 @@ def live_points(s: presets.Settings) -> list[dict[str, Any]]:
             raise ValueError(f"unknown per-row setting(s) {unknown} in {row!r}; expected some of {list(_RUN_KEYS)}")
         n_seeds = s.cnn_seeds if family == "cnn" else s.seeds
         for seed in range(n_seeds):
-            config = train_config(dataset, family, variant, seed=seed, preset=s.preset, **{**overrides, **extra})
+            if s.stored:  # the shipped store's configuration (paper models, full splits): loaded, not trained
+                from twi_core.store import store_config
+
+                config = store_config(dataset, family, variant, seed=seed)
+            else:
+                config = train_config(dataset, family, variant, seed=seed, preset=s.preset, **{**overrides, **extra})
             points.append({"dataset": dataset, "family": family, "variant": str(variant), "seed": seed,
                            "config": config})
     return points
@@ -155,8 +162,23 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
                      "n_params": res.get("n_params"), "epochs": p["config"].epochs,
                      "n_train": res.get("n_images", {}).get("train"), "best_epoch": res.get("best_epoch"),
                      "wall_time_s": res.get("wall_time_s"), "device": res.get("device_name") or res.get("device"),
-                     "data_source": res.get("data_source"), "run": run.path.name})
+                     "data_source": res.get("data_source"), "run": run.path.name,
+                     "source": provenance(run), "images_seen": res.get("images_seen"),
+                     "recipe": res.get("recipe", "paper"), "commit": (res.get("git_commit") or "")[:7],
+                     "finished": res.get("finished")})
     return LiveRuns(runs, pd.DataFrame(rows))
+
+
+def provenance(run) -> str:
+    """``"stored"`` for a run served from the shipped store (:mod:`twi_core.store`), else ``"live"`` (trained or
+    loaded from the user's run store by this build)."""
+    from twi_core import store
+
+    try:
+        run.path.resolve().relative_to(store.shipped_dir().resolve())
+    except ValueError:
+        return "live"
+    return "stored"
 
 
 def _fmt(values: pd.Series, digits: int = 2) -> str:
