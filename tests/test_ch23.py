@@ -450,3 +450,14 @@ def test_stored_full_scale_runs_are_found_with_provenance(tmp_cache, monkeypatch
     assert len(full) == 1 and full.loc[0, "n_seeds"] == 2 and full.loc[0, "preset"] == "paper"
     assert full.loc[0, "fg_iou_mean"] == pytest.approx(0.805) and "H100" in full.loc[0, "devices"]
     assert full.loc[0, "paper_fg_iou_mean"] == pytest.approx(0.98)
+
+
+def test_robustness_table_puts_min_median_max_beside_the_papers():
+    rob = ch3.paper_robustness().set_index(["dataset", "family", "variant"])
+    assert rob.loc[("tetrominoes", "nwm", "linear"), "fg_iou_median"] == 0.98       # reference notes §8
+    assert len(rob) == 30                                                          # 2 datasets x 15 configurations
+    table = ch3.robustness_table(_fake_table()).set_index(["model", "arch."])
+    assert table.loc[("NWM", "linear"), "ours (min / median / max)"] == "0.90 / 0.91 / 0.92"
+    assert table.loc[("NWM", "linear"), "paper (min / median / max)"] == "0.96 / 0.98 / 0.99"
+    assert table.loc[("CNN", "L = 4"), "ours (min / median / max)"] == "0.00 / 0.90 / 0.95"
+    assert table.loc[("CNN", "L = 4"), "seeds"] == 3

@@ -31,7 +31,7 @@ from twi_core import presets
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "provenance", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "claims", "chance_levels", "provenance", "paper_robustness", "robustness_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -167,6 +167,37 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
                      "recipe": res.get("recipe", "paper"), "commit": (res.get("git_commit") or "")[:7],
                      "finished": res.get("finished")})
     return LiveRuns(runs, pd.DataFrame(rows))
+
+
+def paper_robustness() -> pd.DataFrame:
+    """The paper's Tables 5–6: FG-IoU min / median / max over seeds per ``(dataset, family, variant)`` (two decimals,
+    from the authors' ``scores_processed_min_max.csv``; shipped in ``twi_core/resources``)."""
+    from importlib import resources
+
+    with resources.files("twi_core").joinpath("resources", "paper_fg_iou_min_median_max.csv").open() as fh:
+        return pd.read_csv(fh, dtype={"variant": str})
+
+
+def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Our FG-IoU min / median / max over seeds beside the paper's (Tables 5–6), one row per configuration run.
+
+    A minimum of 0 is a collapsed seed (background everywhere); the paper's deep CNNs are bimodal (0 or 1).
+    """
+    ok = table[table["status"] == "complete"]
+    paper = paper_robustness().set_index(["dataset", "family", "variant"])
+    rows = []
+    for (dataset, family, variant), group in ok.groupby(["dataset", "family", "variant"], sort=False):
+        v = pd.to_numeric(group["fg_iou"], errors="coerce").dropna()
+        key = (dataset, family, str(variant))
+        ref = paper.loc[key] if key in paper.index else None
+        rows.append({"dataset": dataset, "model": FAMILY_TITLES.get(family, family),
+                     "arch.": f"L = {variant}" if family == "cnn" else str(variant), "seeds": len(v),
+                     "ours (min / median / max)": " / ".join(f"{x:.2f}" for x in (v.min(), v.median(), v.max()))
+                     if len(v) else "–",
+                     "paper (min / median / max)": " / ".join(f"{ref[c]:.2f}" for c in
+                                                             ("fg_iou_min", "fg_iou_median", "fg_iou_max"))
+                     if ref is not None else "–"})
+    return pd.DataFrame(rows)
 
 
 def provenance(run) -> str:
