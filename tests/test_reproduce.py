@@ -139,7 +139,9 @@ def test_aggregate_statistics_over_seeds(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "result.json").write_text('{"config": ')
 
-    table = reproduce.aggregate(tmp_path)
+    with pytest.warns(RuntimeWarning, match=r"skipped unreadable run record in .*broken"):
+        table = reproduce.aggregate(tmp_path)
+    assert [p for p, _ in table.attrs["skipped"]] == [str(tmp_path / "broken")]
     nwm = table.query("family == 'nwm'").iloc[0]
     assert (nwm["n_seeds"], nwm["n_failed"]) == (3, 1)
     assert nwm["fg_iou_mean"] == pytest.approx(np.mean(values))
@@ -167,8 +169,32 @@ def test_aggregate_cli_writes_csv(tmp_path, capsys):
     assert "0.50 ± 0.14" in out
     csv = pd.read_csv(tmp_path / "agg.csv")
     assert csv.loc[0, "fg_iou_mean"] == pytest.approx(0.5) and "paper_fg_iou_mean" in csv.columns
+    assert cli.main(["aggregate", str(tmp_path / "missing")]) == 2            # a missing store is an error
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
     assert cli.main(["aggregate", str(tmp_path / "empty")]) == 0
     assert "no finished runs" in capsys.readouterr().out
+    (tmp_path / "store" / "broken").mkdir()
+    (tmp_path / "store" / "broken" / "result.json").write_text("{")
+    assert cli.main(["aggregate", str(tmp_path / "store")]) == 1              # reported, and the exit says so
+    assert "skipped unreadable run record" in capsys.readouterr().err
+
+
+def test_aggregate_never_mixes_configurations_or_counts_a_copied_run_twice(tmp_path):
+    import shutil
+
+    for seed in range(2):
+        _fake_run(tmp_path, family="nwm", variant="linear", seed=seed, fg_iou=0.5)
+    longer = reproduce.train_config("tetrominoes", "nwm", "linear", seed=0, preset="smoke", epochs=5)
+    record = {"config": longer.to_dict(), "key": longer.key(), "status": "complete", "error": None, "seed": 0,
+              "metrics": {"test": {m: 0.9 for m in reproduce.AGGREGATE_METRICS}},
+              "labels": {"dataset": "tetrominoes", "family": "nwm", "variant": "linear", "seed": 0, "preset": "smoke"}}
+    atomic_write_json(runs.run_dir(longer, store=tmp_path) / "result.json", record)
+    first = runs.run_dir(reproduce.train_config("tetrominoes", "nwm", "linear", seed=0, preset="smoke"), store=tmp_path)
+    shutil.copytree(first, tmp_path / "copy" / first.name)                    # the same run, stored twice
+    table = reproduce.aggregate(tmp_path, with_paper=False)
+    assert sorted(zip(table["epochs"], table["n_seeds"])) == [("1", 2), ("5", 1)]
+    assert sorted(table["fg_iou_mean"]) == pytest.approx([0.5, 0.9])
 
 
 # -- the batch itself: papermill, faults, submitit ---------------------------------------------------------------------

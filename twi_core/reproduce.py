@@ -469,43 +469,83 @@ def _infer_labels(result: Mapping[str, Any]) -> dict[str, Any]:
             "preset": "unknown", "grid": None}
 
 
+def _setting_group(config: Mapping[str, Any]) -> str:
+    """A short hash of a run's configuration without its seed: runs that differ only by seed share it."""
+    import hashlib
+    import json
+
+    blob = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:8]
+
+
 def collect(root: str | os.PathLike | None = None):
-    """One row per finished run under ``root`` (recursively): labels, status, test metrics and provenance."""
+    """One row per finished run under ``root`` (recursively): labels, status, test metrics and provenance.
+
+    A run stored twice (the same key in two folders, e.g. a copied store) is counted once. Records that could not be
+    read are listed in the frame's ``attrs["skipped"]`` as ``(folder, reason)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist.
+    """
     import pandas as pd
 
     from twi_core import runs
 
-    rows = []
-    for run in runs.iter_runs(root, finished_only=True):
+    folder = paths.runs_dir(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run store {folder} does not exist")
+    rows, seen, skipped = [], set(), []
+    for run in runs.iter_runs(root, finished_only=True, skipped=skipped):
         res = run.result
+        if res.get("key") in seen:
+            continue
+        seen.add(res.get("key"))
         labels = {**_infer_labels(res), **res.get("labels", {})}
         test = res.get("metrics", {}).get("test", {})
         rows.append({"dataset": labels["dataset"], "family": labels["family"], "variant": str(labels["variant"]),
                      "preset": labels["preset"], "seed": res.get("seed"), "status": run.status,
                      **{m: test.get(m) for m in AGGREGATE_METRICS},
                      "epochs": res["config"].get("epochs"), "n_train": res.get("n_images", {}).get("train"),
+                     "images_seen": res.get("images_seen"), "recipe": res["config"].get("recipe", "paper"),
+                     "setting": _setting_group(res["config"]),
                      "device": res.get("device_name") or res.get("device"), "git_commit": res.get("git_commit"),
                      "finished": res.get("finished"), "wall_time_s": res.get("wall_time_s"),
                      "data_source": res.get("data_source"), "run": run.path.name})
     columns = ["dataset", "family", "variant", "preset", "seed", "status", *AGGREGATE_METRICS, "epochs", "n_train",
-               "device", "git_commit", "finished", "wall_time_s", "data_source", "run"]
-    return pd.DataFrame(rows, columns=columns)
+               "images_seen", "recipe", "setting", "device", "git_commit", "finished", "wall_time_s", "data_source",
+               "run"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["skipped"] = [(str(path), reason) for path, reason in skipped]
+    return frame
 
 
 def aggregate(root: str | os.PathLike | None = None, *, with_paper: bool = True):
-    """Per configuration ``(dataset, family, variant, preset)``: statistics of the test metrics over seeds.
+    """Per configuration: statistics of the test metrics over seeds.
 
-    Columns: the four keys, ``n_seeds`` (complete runs), ``n_failed`` (NaN-loss runs), then for every metric of
-    :data:`AGGREGATE_METRICS` ``<metric>_mean``, ``_std`` (ddof = 1, as pandas and the authors), ``_min``,
-    ``_median``, ``_max``; then provenance (``epochs``, ``n_train``, ``devices``, ``commits``, ``finished``: the
-    latest) and, with ``with_paper``, the paper's columns of :func:`paper_table`. Runs recorded as errors are left out.
+    Runs are grouped by ``(dataset, family, variant, preset)`` *and* their whole configuration apart from the seed
+    (``setting``, a hash), so runs with other epochs, images or recipes are never averaged together or counted as more
+    seeds: they get rows of their own. Columns: the keys, ``setting``, ``n_seeds`` (complete runs), ``n_failed``
+    (NaN-loss runs), then for every metric of :data:`AGGREGATE_METRICS` ``<metric>_mean``, ``_std`` (ddof = 1, as
+    pandas and the authors), ``_min``, ``_median``, ``_max``; then provenance (``epochs``, ``n_train``,
+    ``images_seen``, ``recipe``, ``devices``, ``commits``, ``finished``: the latest) and, with ``with_paper``, the
+    paper's columns of :func:`paper_table`. Runs recorded as errors are left out; unreadable records are listed in
+    ``attrs["skipped"]`` and warned about.
     """
+    import warnings
+
     import pandas as pd
 
     runs_df = collect(root)
-    keys = ["dataset", "family", "variant", "preset"]
+    skipped = runs_df.attrs.get("skipped", [])
+    for path, reason in skipped:
+        warnings.warn(f"skipped unreadable run record in {path}: {reason}", RuntimeWarning, stacklevel=2)
+    keys = ["dataset", "family", "variant", "preset", "setting"]
     if runs_df.empty:
-        return pd.DataFrame(columns=[*keys, "n_seeds", "n_failed"])
+        table = pd.DataFrame(columns=[*keys, "n_seeds", "n_failed"])
+        table.attrs["skipped"] = skipped
+        return table
     complete = runs_df[runs_df["status"] == "complete"]
     out = []
     for key, group in runs_df.groupby(keys, sort=False, dropna=False):
@@ -522,6 +562,8 @@ def aggregate(root: str | os.PathLike | None = None, *, with_paper: bool = True)
             row[f"{m}_max"] = values.max() if len(values) else float("nan")
         row["epochs"] = ", ".join(str(v) for v in sorted(group["epochs"].dropna().unique()))
         row["n_train"] = ", ".join(str(int(v)) for v in sorted(group["n_train"].dropna().unique()))
+        row["images_seen"] = ", ".join(str(int(v)) for v in sorted(group["images_seen"].dropna().unique()))
+        row["recipe"] = ", ".join(sorted(str(v) for v in group["recipe"].dropna().unique()))
         row["devices"] = ", ".join(sorted(str(v) for v in group["device"].dropna().unique()))
         row["commits"] = ", ".join(sorted(str(v)[:8] for v in group["git_commit"].dropna().unique()))
         row["finished"] = group["finished"].dropna().max() if group["finished"].notna().any() else None
@@ -530,7 +572,9 @@ def aggregate(root: str | os.PathLike | None = None, *, with_paper: bool = True)
     table = table.sort_values(["dataset", "family", "variant", "preset"], key=_sort_key, kind="stable")
     if with_paper:
         table = table.merge(paper_table(), on=["dataset", "family", "variant"], how="left")
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.attrs["skipped"] = skipped
+    return table
 
 
 _ORDER = {
@@ -579,6 +623,8 @@ def render_table(table, *, metrics: Sequence[str] = ("fg_iou", "fg_accuracy", "t
     for _, r in table.iterrows():
         row = {"dataset": r["dataset"], "model": _FAMILY_TITLES.get(r["family"], r["family"]),
                "variant": r["variant"], "preset": r["preset"], "seeds": int(r["n_seeds"])}
+        if "epochs" in table.columns:  # settings that tell rows of the same model apart
+            row["epochs"], row["images seen"] = r.get("epochs"), r.get("images_seen") or "–"
         if r.get("n_failed", 0):
             row["seeds"] = f"{int(r['n_seeds'])} (+{int(r['n_failed'])} NaN)"
         for m in metrics:
@@ -681,20 +727,27 @@ def _add_aggregate_args(p: argparse.ArgumentParser) -> None:
 def _aggregate(args: argparse.Namespace) -> int:
     from twi_core._io import atomic_write_text
 
+    import warnings
+
     try:
-        table = aggregate(args.dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the skipped records are printed below instead
+            table = aggregate(args.dir)
         shown = render_table(table, metrics=args.metrics)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f"twi aggregate: error: {err}", file=sys.stderr)
         return 2
+    skipped = table.attrs.get("skipped", [])
+    for path, reason in skipped:
+        print(f"twi aggregate: warning: skipped unreadable run record in {path}: {reason}", file=sys.stderr)
     if table.empty:
         print(f"no finished runs under {paths.runs_dir(args.dir)}")
-        return 0
+        return 1 if skipped else 0
     if args.csv:
         atomic_write_text(args.csv, table.to_csv(index=False))
         print(f"wrote {args.csv}")
     print(shown.to_string(index=False))
-    return 0
+    return 1 if skipped else 0
 
 
 #: Sub-commands of the ``twi`` console script: name -> (help, add_arguments, run).

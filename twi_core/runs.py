@@ -268,13 +268,20 @@ def record_error(config: TrainConfig, error: str, *, store: str | os.PathLike | 
     return Run(path=path, config=config, result=result)
 
 
-def iter_runs(root: str | os.PathLike | None = None, *, finished_only: bool = True) -> Iterator[Run]:
-    """Every run under ``root`` (recursively; default the store), skipping unreadable records."""
+def iter_runs(root: str | os.PathLike | None = None, *, finished_only: bool = True,
+              skipped: list[tuple[Path, str]] | None = None) -> Iterator[Run]:
+    """Every run under ``root`` (recursively; default the store), skipping unreadable records.
+
+    ``skipped``, if given, receives ``(folder, reason)`` for every record that could not be read, so that callers can
+    report them instead of losing them silently.
+    """
     root = paths.runs_dir(root)
     for result in sorted(root.rglob(RESULT_FILE)):
         try:
             run = load(result.parent)
-        except (ValueError, TypeError, FileNotFoundError):
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            if skipped is not None:
+                skipped.append((result.parent, f"{type(err).__name__}: {err}"))
             continue
         if finished_only and run.status not in FINISHED:
             continue
