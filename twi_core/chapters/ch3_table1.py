@@ -490,7 +490,10 @@ def stored_full_scale(store=None) -> pd.DataFrame:
     empty when the store has none."""
     from twi_core.reproduce import aggregate
 
-    table = aggregate(store)
+    try:
+        table = aggregate(store)
+    except FileNotFoundError:  # no run store yet: nothing stored at full scale
+        return pd.DataFrame()
     if table.empty or "preset" not in table:
         return table
     return table[(table["preset"] == "paper") & table["dataset"].isin(["tetrominoes", "mnist"])].reset_index(drop=True)
