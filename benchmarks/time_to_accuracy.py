@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", action="store_true", help="write book/_data/time_to_accuracy.json and stop")
     parser.add_argument("--out", type=Path, default=ROOT / "book" / "_data" / "time_to_accuracy.json")
     parser.add_argument("--smoke", action="store_true", help="a tiny configuration, for CI")
+    parser.add_argument("--setup", default="each run one process with one torch thread, two runs side by side",
+                        help="how the runs were executed (stored with the curves, shown with the figure)")
     args = parser.parse_args(argv)
 
     import torch
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.collect:
-        return collect(args.store, args.out)
+        return collect(args.store, args.out, setup=args.setup)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.recipe]
     if args.smoke:
         config = train_config("tetrominoes", args.family, args.variant, preset="smoke", recipe=args.recipe, lr=lr)
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if run.status == runs.COMPLETE else 1
 
 
-def collect(store: Path, out: Path) -> int:
+def collect(store: Path, out: Path, *, setup: str = "") -> int:
     """Every finished run under ``store`` as curves, with the machine, into ``out``."""
     from twi_core import runs
     from twi_core.models._engine_bench import machine, save_results
@@ -76,7 +78,7 @@ def collect(store: Path, out: Path) -> int:
                        "history": [{k: row.get(k) for k in ("epoch", "images_seen", "elapsed_s", "lr", "val_fg_iou",
                                                             "val_loss", "train_loss")} for row in run.result["history"]],
                        "test_fg_iou": run.metrics.get("test", {}).get("fg_iou")})
-    save_results(out, {"machine": machine(), "curves": curves})
+    save_results(out, {"machine": machine(), "setup": setup, "curves": curves})
     print(f"{len(curves)} curves -> {out}")
     return 0
 

@@ -63,6 +63,8 @@ def summary_table(data: dict[str, Any], *, threshold: float = 0.8) -> pd.DataFra
                      f"minutes to {threshold}": reach["minutes"] if reach else "not reached",
                      f"images to {threshold}": reach["images_seen"] if reach else "not reached",
                      "head": curve.get("head_dtype")})
+    if not rows:
+        return pd.DataFrame(columns=["model", "recipe", "peak lr"])
     return pd.DataFrame(rows).sort_values(["model", "recipe", "peak lr"]).reset_index(drop=True)
 
 
