@@ -31,7 +31,8 @@ from twi_core import presets
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "provenance", "paper_robustness", "robustness_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "claims", "chance_levels", "provenance", "paper_robustness", "robustness_table",
+           "untrained_model", "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -42,7 +43,8 @@ _TABLE1_ROWS = [[d, f, v] for d in ("tetrominoes", "mnist") for f, vs in
                  ("nwm", ["last", "mean", "max", "fft", "linear"])) for v in vs]
 
 #: The chapter's scales. ``rows``: ``[dataset, family, variant]`` trained live, optionally with a fourth element
-#: ``{setting: value}`` that replaces run settings for that row only (e.g. a smaller MNIST budget); ``seeds``: seeds per recurrent row;
+#: ``{setting: value}`` that replaces run settings (or ``seeds``) for that row only (e.g. a smaller MNIST budget);
+#: ``seeds``: seeds per recurrent row;
 #: ``cnn_seeds``: seeds per CNN row (several, to measure how often the 2-channel ReLU dies); the rest are the run settings
 #: of :data:`twi_core.reproduce.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
 #: animated; ``gif_stride``: keep every n-th step in the NWM animations; ``stored``: take the configurations of the
@@ -103,10 +105,11 @@ def live_points(s: presets.Settings) -> list[dict[str, Any]]:
                              f"{{setting: value}}]; got {row!r}")
         dataset, family, variant = row[:3]
         extra = dict(row[3]) if len(row) == 4 else {}
-        unknown = sorted(set(extra) - set(_RUN_KEYS))
+        unknown = sorted(set(extra) - set(_RUN_KEYS) - {"seeds"})
         if unknown:
-            raise ValueError(f"unknown per-row setting(s) {unknown} in {row!r}; expected some of {list(_RUN_KEYS)}")
-        n_seeds = s.cnn_seeds if family == "cnn" else s.seeds
+            raise ValueError(f"unknown per-row setting(s) {unknown} in {row!r}; expected some of "
+                             f"{[*_RUN_KEYS, 'seeds']}")
+        n_seeds = extra.pop("seeds", s.cnn_seeds if family == "cnn" else s.seeds)
         for seed in range(n_seeds):
             if s.stored:  # the shipped store's configuration (paper models, full splits): loaded, not trained
                 from twi_core.store import store_config
@@ -167,6 +170,57 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
                      "recipe": res.get("recipe", "paper"), "commit": (res.get("git_commit") or "")[:7],
                      "finished": res.get("finished")})
     return LiveRuns(runs, pd.DataFrame(rows))
+
+
+def untrained_model(run) -> torch.nn.Module:
+    """The run's model at its initialisation (the same configuration and seed, before any training step): the control
+    beside the trained model in the mechanism figures."""
+    from twi_core import train
+
+    train._seed_everything(run.config.seed)  # the draw fit() makes before building the model
+    return train._build_model(run.config.model).eval()
+
+
+def linear_models(live: "LiveRuns", dataset: str = "tetrominoes", *, seed: int = 0,
+                  control: bool = True) -> dict[str, torch.nn.Module]:
+    """``{label: model}`` of the recurrent linear-readout runs there are (NWM first), and, with ``control``, the NWM at
+    its initialisation as ``"NWM (untrained)"``."""
+    models = {}
+    for family, label in (("nwm", "NWM"), ("lstm", "Conv-LSTM")):
+        run = live.runs.get((dataset, family, "linear", seed))
+        if run is not None and run.status == "complete":
+            models[label] = run.model()
+            if control and family == "nwm":
+                models["NWM (untrained)"] = untrained_model(run)
+    return models
+
+
+def gif_row(frames: list[np.ndarray], samples, label: str, *, fps: float = 10, width: int = 150) -> str:
+    """HTML: one inline animated GIF per sample (each scaled from its own minimum to maximum), with captions."""
+    import base64
+
+    from twi_core import viz
+    from twi_core.viz.states import data_limits
+
+    cells = []
+    for i, fr in zip(samples, frames):
+        lo, hi = data_limits(fr)
+        src = base64.b64encode(viz.gif_bytes(fr, fps=fps, cmap="bwr", vmin=lo, vmax=hi, scale=2)).decode("ascii")
+        cells.append(f'<figure style="display:inline-block;margin:4px"><img class="twi-gif" width="{width}" '
+                     f'style="image-rendering:pixelated" src="data:image/gif;base64,{src}"/>'
+                     f'<figcaption style="text-align:center;font-size:80%">{label}, sample {i}</figcaption></figure>')
+    return "<div>" + "".join(cells) + "</div>"
+
+
+def provenance_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Where every row of the page comes from: stored (shipped store) or live, device, epochs, images seen, minutes of
+    training, recipe, commit."""
+    cols = {"source": "source", "device": "device", "epochs": "epochs", "images_seen": "images seen",
+            "wall_time_s": "minutes", "recipe": "recipe", "commit": "commit", "finished": "finished"}
+    out = table[["dataset", "family", "variant", "seed", *cols]].rename(columns=cols).copy()
+    out["minutes"] = (pd.to_numeric(out["minutes"], errors="coerce") / 60).round(1)
+    out["family"] = out["family"].map(lambda f: FAMILY_TITLES.get(f, f))
+    return out.rename(columns={"family": "model"})
 
 
 def paper_robustness() -> pd.DataFrame:
