@@ -209,3 +209,34 @@ def test_chapter_animation_frames_mark_outside_as_nan():
     assert np.isnan(frames[0, 0, 0]) and np.isfinite(frames[0, frames.shape[1] // 2, frames.shape[2] // 2])
     with pytest.raises(ValueError, match=r"unknown shape 'hexagon'; expected one of \['gww', 'square'\]"):
         ch1_drum.animation_frames(ch1_drum.settings("smoke", env=False), shape="hexagon")
+
+
+# ---------------------------------------------------------------- hearing the drums
+
+def test_tones_come_from_the_spectrum_alone():
+    import numpy as np
+
+    from twi_core import sound
+
+    sr = 16000
+    one = sound.tone([1.0], reference=1.0, base_hz=250.0, seconds=2.0, sample_rate=sr)
+    freqs = np.fft.rfftfreq(len(one), 1 / sr)
+    assert freqs[np.abs(np.fft.rfft(one)).argmax()] == pytest.approx(250.0, abs=0.5)
+    lower = sound.tone([0.25], reference=1.0, base_hz=250.0, seconds=2.0, sample_rate=sr)   # lambda/4: an octave down
+    assert freqs[np.abs(np.fft.rfft(lower)).argmax()] == pytest.approx(125.0, abs=0.5)
+    assert np.array_equal(sound.tone([1.0, 2.5], reference=1.0), sound.tone([1.0, 2.5], reference=1.0))
+    with pytest.raises(ValueError, match="eigenvalues must be positive"):
+        sound.tone([1.0, -2.0], reference=1.0)
+    with pytest.raises(ValueError, match="above the Nyquist frequency"):
+        sound.tone([1.0, 1e4], reference=1.0, sample_rate=8000)
+
+
+def test_chapter_one_sounds_pair_identical_and_bigger_drums_lower():
+    from twi_core.chapters import ch1_drum
+
+    cfg = ch1_drum.settings("smoke", env=False)
+    tones, waves = ch1_drum.drum_sounds(cfg, ch1_drum.disk_experiment(cfg), ch1_drum.isospectral_experiment(cfg))
+    hz = dict(zip(tones["drum"], tones["fundamental_hz"]))
+    assert hz["square, side 13"] == pytest.approx(220.0) and hz["square, side 21"] < hz["square, side 13"]
+    assert abs(waves["GWW drum 1"] - waves["GWW drum 2"]).max() < 1e-6        # the isospectral pair sounds the same
+    assert abs(waves["square, side 13"] - waves["square, side 21"]).max() > 0.1

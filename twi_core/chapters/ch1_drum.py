@@ -17,7 +17,7 @@ from twi_core import drum
 from twi_core.presets import Settings, resolve
 
 __all__ = ["PRESETS", "settings", "styled", "square_experiment", "plot_squares", "area_table", "isospectral_experiment",
-           "plot_isospectral", "disk_experiment", "animation_frames", "IsospectralResult", "DiskResult"]
+           "plot_isospectral", "disk_experiment", "drum_sounds", "animation_frames", "IsospectralResult", "DiskResult"]
 
 #: Scale-dependent settings of chapter 1. ``book`` and ``paper`` run the paper's 40,000 steps.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -234,6 +234,45 @@ def disk_experiment(cfg: Settings) -> DiskResult:
     table["rel_diff"] = table.discrete / table.bessel - 1
     return DiskResult(f_meas, float(drum.leapfrog_frequency(disc[0], cfg.dt)),
                       float(drum.leapfrog_frequency(bessel[0])), table)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sound
+# ----------------------------------------------------------------------------------------------------------------------
+
+def drum_sounds(cfg: Settings, disk: DiskResult, iso: IsospectralResult, *, base_hz: float = 220.0,
+                sample_rate: int = 22050) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Tones of the chapter's drums, synthesised from their computed spectra (:func:`twi_core.sound.tone`).
+
+    Squares (the smallest and the largest side) and the disk share one pitch scale: the smallest square's fundamental
+    sounds at ``base_hz``, so a larger drum sounds lower. The isospectral pair has a scale of its own (drum 1's
+    fundamental at ``base_hz``) and is synthesised from each drum's own eigenvalues (``iso.eigen``); its two tones
+    differ only as much as those computed eigenvalues do.
+
+    Returns
+    -------
+    table : DataFrame
+        ``drum, modes, fundamental_hz, max_rel_freq_diff_to_partner`` (the partner is the other GWW drum).
+    waves : dict
+        ``{drum: float32 samples}``.
+    """
+    from twi_core import sound
+
+    sides = (min(cfg.sides), max(cfg.sides))
+    square_lam = {s: drum.discrete_square_eigenvalues(s, cfg.n_modes) for s in sides}
+    reference = float(square_lam[sides[0]][0])
+    spectra = {f"square, side {s}": (lam, reference) for s, lam in square_lam.items()}
+    spectra[f"disk, radius {cfg.disk_radius:g}"] = (disk.table["discrete"].to_numpy(), reference)
+    gww = (iso.eigen["drum1"].to_numpy(), iso.eigen["drum2"].to_numpy())
+    spectra["GWW drum 1"] = (gww[0], float(gww[0][0]))
+    spectra["GWW drum 2"] = (gww[1], float(gww[0][0]))
+    waves, rows = {}, []
+    for name, (lam, ref) in spectra.items():
+        waves[name] = sound.tone(lam, reference=ref, base_hz=base_hz, sample_rate=sample_rate)
+        gap = float(np.max(np.abs(np.sqrt(gww[0] / gww[1]) - 1))) if name.startswith("GWW") else float("nan")
+        rows.append({"drum": name, "modes": len(lam), "fundamental_hz": base_hz * float(np.sqrt(lam[0] / ref)),
+                     "max_rel_freq_diff_to_partner": gap})
+    return pd.DataFrame(rows), waves
 
 
 # ----------------------------------------------------------------------------------------------------------------------
