@@ -101,3 +101,39 @@ def test_the_shipped_store_matches_its_manifest_and_budget():
         assert run.result["key"] == run.config.key() and run.status == runs.COMPLETE
         if (folder / "checkpoint.pt").exists():
             torch.load(folder / "checkpoint.pt", weights_only=True)
+
+
+def _shipped_runs():
+    root = store.SHIPPED_DIR
+    return [runs.load(p.parent) for p in sorted(root.rglob("result.json"))] if root.exists() else []
+
+
+def test_one_shipped_run_per_family_recomputes_from_its_half_precision_checkpoint():
+    """Re-evaluate the first shipped run of each model family from its checkpoint on its test split: the stored test
+    metrics come back to 0.005 (the halved weights change nothing that matters)."""
+    from twi_core import data, metrics
+
+    by_family = {}
+    for run in _shipped_runs():
+        if (run.path / "checkpoint.pt").exists():
+            by_family.setdefault(run.config.model["name"], run)
+    if not by_family:
+        pytest.skip("no shipped checkpoints in this checkout yet")
+    for family, run in by_family.items():
+        test = data.load(run.config.dataset, "test", n=run.config.n_test)
+        again = metrics.evaluate(run.model(), (test.images, test.masks.long()), batch_size=32, device="cpu")
+        for name in ("fg_iou", "fg_accuracy", "pixel_accuracy"):
+            assert again[name] == pytest.approx(run.metrics["test"][name], abs=0.005), (family, name)
+
+
+def test_every_stored_configuration_a_chapter_asks_for_is_shipped(monkeypatch):
+    """At the book preset, chapter 3 asks for stored configurations only when it is set to (``stored``); then each of
+    them must be in the shipped store, or the build would train for hours."""
+    from twi_core.chapters import ch3_table1 as ch3
+
+    monkeypatch.delenv("TWI_PRESET", raising=False)
+    s = ch3.settings("book")
+    if not s.stored:
+        pytest.skip("chapter 3's book preset trains live (not set to the shipped store)")
+    missing = [p["config"].key() for p in ch3.live_points(s) if store.find(p["config"]) is None]
+    assert not missing, f"chapter 3 asks for runs the shipped store lacks: {missing}"
