@@ -158,3 +158,20 @@ def test_a_run_in_training_elsewhere_is_waited_for_not_trained_twice(tiny, tmp_c
     assert not waiter.is_alive()
     assert got["run"].status == "complete" and got["run"].result == done.result
     assert "another process is training it; waiting" in capsys.readouterr().out
+
+
+def test_a_finished_run_with_a_broken_or_crafted_checkpoint_is_trained_again(tiny, tmp_cache, monkeypatch):
+    from test_train import _Exploit
+
+    cfg = config(epochs=1)
+    first = runs.obtain(cfg, progress=False)
+    marker = tmp_cache / "executed"
+    torch.save({"w": _Exploit(marker)}, first.path / train.CHECKPOINT_FILE)
+    with pytest.warns(RuntimeWarning, match=r"checkpoint.pt does not load"):
+        again = runs.obtain(cfg, progress=False)
+    assert not marker.exists() and again.status == "complete"
+    assert (again.path / "checkpoint.pt.corrupt").exists()
+    assert again.model() is not None                                     # the retrained checkpoint serves
+    (again.path / train.CHECKPOINT_FILE).write_bytes(b"")                # zero bytes: detected the same way
+    with pytest.warns(RuntimeWarning, match=r"checkpoint.pt does not load"):
+        assert runs.obtain(cfg, progress=False).status == "complete"

@@ -199,8 +199,9 @@ def test_resume_false_starts_over(tiny, tmp_path):
     state = torch.load(tmp_path / train.STATE_FILE, weights_only=True)
     state["key"] = "someoneelse0"
     torch.save(state, tmp_path / train.STATE_FILE)
-    with pytest.raises(ValueError, match="belongs to run"):
-        train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
+    with pytest.warns(RuntimeWarning, match=r"state.pt cannot be resumed from .*belongs to run 'someoneelse0'"):
+        assert train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)["status"] == "complete"
+    assert (tmp_path / "state.pt.corrupt").exists()                     # set aside, never a permanent failure
     assert train.fit(config(epochs=1), tmp_path, device="cpu", progress=False, resume=False)["status"] == "complete"
 
 
@@ -263,3 +264,53 @@ def test_a_spent_budget_ends_training_early_and_is_recorded(tiny, tmp_path):
     assert result["status"] == "complete" and result["stopped_by"] == "budget"
     assert result["images_seen"] == 8 and len(result["history"]) == 1    # one step, then validation and test
     assert "test" in result["metrics"]
+
+
+# ---------------------------------------------------------------- crafted and corrupt files
+
+class _Exploit:
+    """Pickles to a call of ``_touch(path)``: what a crafted file in a shared run store would do when unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (_touch, (self.path,))
+
+
+def _touch(path):  # pragma: no cover - must never run
+    open(path, "w").close()
+    return {}
+
+
+@pytest.mark.parametrize("kind", ["crafted", "truncated", "empty"])
+def test_a_bad_state_is_never_executed_and_never_a_permanent_failure(tiny, tmp_path, kind):
+    cfg = config(epochs=2)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        real = train._train_epoch
+        calls = []
+
+        def stop_in_epoch_two(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+        train._train_epoch = stop_in_epoch_two
+        try:
+            train.fit(cfg, run_dir, device="cpu", progress=False)
+        finally:
+            train._train_epoch = real
+    marker = tmp_path / "executed"
+    state = run_dir / train.STATE_FILE
+    if kind == "crafted":
+        torch.save({"key": cfg.key(), "payload": _Exploit(marker)}, state)
+    elif kind == "truncated":
+        state.write_bytes(state.read_bytes()[:100])
+    else:
+        state.write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match=r"state.pt cannot be resumed from"):
+        result = train.fit(cfg, run_dir, device="cpu", progress=False)
+    assert not marker.exists()                                          # nothing in the file ran
+    assert result["status"] == "complete" and len(result["history"]) == 2
+    assert (run_dir / "state.pt.corrupt").exists()

@@ -162,6 +162,18 @@ def _finished(path: Path, key: str) -> Run | None:
         return None
     if run.result.get("key") != key or run.status not in FINISHED:
         return None
+    checkpoint = path / CHECKPOINT_FILE
+    if run.status == COMPLETE and checkpoint.exists():
+        try:  # weights_only: a crafted file fails here instead of running code
+            torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as err:
+            from twi_core.train import set_aside
+
+            set_aside(checkpoint, f"does not load ({type(err).__name__}: {err}); the run will be trained again")
+            for name in (RESULT_FILE, STATE_FILE):  # the state would resume past the lost checkpoint: start over
+                if (path / name).exists():
+                    set_aside(path / name, "belongs to a checkpoint that was set aside")
+            return None
     return run
 
 

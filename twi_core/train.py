@@ -302,6 +302,43 @@ def _set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
             group["lr"] = value
 
 
+def set_aside(path: Path, why: str) -> Path:
+    """Move a corrupt or foreign file out of the way (``<name>.corrupt``), with a warning naming it and why."""
+    import warnings
+
+    dest = path.with_name(path.name + ".corrupt")
+    path.replace(dest)
+    warnings.warn(f"{path} {why}; moved to {dest.name}", RuntimeWarning, stacklevel=3)
+    return dest
+
+
+def _resume_state(run_dir: Path, config: TrainConfig) -> dict | None:
+    """The resume state of ``run_dir``, or None after setting aside a state (and checkpoint) that cannot be used.
+
+    ``state.pt`` is loaded with ``weights_only=True``, so a crafted file cannot run code: it fails to load instead.
+    A truncated, zero-byte, crafted or foreign (other key) state, or a best checkpoint that does not load, is moved
+    aside with a warning and the run starts over: never a permanent failure.
+    """
+    state_path, checkpoint = run_dir / STATE_FILE, run_dir / CHECKPOINT_FILE
+    try:
+        # On CPU: RNG states must stay CPU tensors; load_state_dict moves weights and Adam moments to the device.
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("key") != config.key():
+            found = state.get("key") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"belongs to run {found!r}, not {config.key()!r}")
+        for name in ("model", "optimizer", "rng", "history", "best_loss", "best_epoch", "epoch"):
+            if name not in state:
+                raise ValueError(f"lacks {name!r}")
+        if checkpoint.exists():
+            torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable file: set aside, start over
+        set_aside(state_path, f"cannot be resumed from ({type(err).__name__}: {err})")
+        if checkpoint.exists():
+            set_aside(checkpoint, "belongs to a state that was set aside")
+        return None
+    return state
+
+
 def _head_dtype(device: torch.device) -> torch.dtype:
     from twi_core.models.head import training_dtype
 
@@ -382,12 +419,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_val, epoch0, elapsed_before, images_seen = math.inf, 0, None, 0, 0.0, 0
     state_path = run_dir / STATE_FILE
-    if resume and state_path.exists():
-        # On CPU: RNG states must stay CPU tensors; load_state_dict moves weights and Adam moments to the device.
-        # weights_only: a crafted state.pt in a shared store cannot run code (it holds tensors and plain data only)
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("key") != config.key():
-            raise ValueError(f"{state_path} belongs to run {state.get('key')!r}, not {config.key()!r}")
+    state = _resume_state(run_dir, config) if resume and state_path.exists() else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], order)
