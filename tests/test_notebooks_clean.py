@@ -46,3 +46,18 @@ def test_first_code_cell_is_parameters_of_literals(path: Path):
     for node in tree.body:
         assert isinstance(node, ast.Assign), f"{path.name}: parameters cell may only assign literals"
         ast.literal_eval(node.value)  # raises if not a literal
+
+
+def test_every_public_module_is_on_an_api_page():
+    """The API reference pages (book/api_*.md) document every public module of twi_core, so none is left out."""
+    import pkgutil
+
+    import twi_core
+
+    public = [m.name for m in pkgutil.walk_packages(twi_core.__path__, "twi_core.")
+              if not any(part.startswith("_") for part in m.name.split(".")[1:])]
+    pages = "".join(p.read_text() for p in (ROOT / "book").glob("api_*.md"))
+    toc = (ROOT / "_toc.yml").read_text()
+    assert all(f"book/{p.stem}" in toc for p in (ROOT / "book").glob("api_*.md"))
+    missing = [m for m in public if f".. automodule:: {m}\n" not in pages]
+    assert not missing, f"modules without an API page: {missing}"

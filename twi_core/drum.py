@@ -30,11 +30,11 @@ Theory
 
 References
 ----------
-.. [1] M. Jacobs, R. C. Budzinski, L. Muller, D. Ba, T. A. Keller, "Traveling Waves Integrate Spatial Information Through
-   Time", 2025, eqs. (1)-(8) and Figure 2.
-.. [2] M. Kac, "Can one hear the shape of a drum?", Amer. Math. Monthly 73 (1966).
-.. [3] C. Gordon, D. Webb, S. Wolpert, "One cannot hear the shape of a drum", Bull. AMS 27 (1992).
-.. [4] T. A. Driscoll, "Eigenmodes of isospectral drums", SIAM Review 39 (1997).
+- M. Jacobs, R. C. Budzinski, L. Muller, D. Ba, T. A. Keller, "Traveling Waves Integrate Spatial Information Through
+  Time", 2025, eqs. (1)-(8) and Figure 2.
+- M. Kac, "Can one hear the shape of a drum?", Amer. Math. Monthly 73 (1966).
+- C. Gordon, D. Webb, S. Wolpert, "One cannot hear the shape of a drum", Bull. AMS 27 (1992).
+- T. A. Driscoll, "Eigenmodes of isospectral drums", SIAM Review 39 (1997).
 """
 
 from __future__ import annotations

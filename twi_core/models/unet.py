@@ -4,14 +4,14 @@ Four 2× down-sampling stages and four transposed-convolution up-sampling stages
 "double conv" (Conv3×3 without bias, BatchNorm, ReLU, twice). Channels m, 2m, 4m, 8m, 16m; the paper's "Arch" column is
 m ∈ {2, 3, 4, 5}. The input side must be divisible by 16 (four poolings).
 
-=======  =========================================================  ==========  =========
-stage    operation                                                  channels    size
-=======  =========================================================  ==========  =========
-inc      double conv                                                C_in → m    N
-down k   max-pool 2, double conv                                    → 2^k m     N / 2^k
-up k     transposed conv 2×2 stride 2, concat [skip; up], dbl conv  → 2^(4−k) m N / 2^(4−k)
-outc     1×1 conv                                                   m → n       N
-=======  =========================================================  ==========  =========
+=======  =========================================================  ============  ===========
+stage    operation                                                  channels      size
+=======  =========================================================  ============  ===========
+inc      double conv                                                C_in → m      N
+down k   max-pool 2, double conv                                    → 2^k m       N / 2^k
+up k     transposed conv 2×2 stride 2, concat [skip; up], dbl conv  → 2^(4−k) m   N / 2^(4−k)
+outc     1×1 conv                                                   m → n         N
+=======  =========================================================  ============  ===========
 """
 
 from __future__ import annotations
