@@ -23,7 +23,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCRUBBER = ".twi-scrubber"
+SCRUBBER = ".twi-scrubber:not(.twi-explorer .twi-scrubber)"   # the explorer's inner views are tested on their own
+EXPLORER = ".twi-explorer"
 
 
 def _chromium() -> str | None:
@@ -161,4 +162,53 @@ def test_scrubbers_show_scrub_and_play(book_html, server, browser):
             assert played != first, f"{rel}: Play did not advance the frames"
         assert not errors, f"{rel}: JavaScript errors: {errors}"
         assert not outside, f"{rel}: the widget manager was requested from outside the book: {outside[:5]}"
+        page.close()
+
+
+def _pages_with(book_html: Path, marker: str) -> list[str]:
+    return [p.relative_to(book_html).as_posix() for p in sorted(book_html.rglob("*.html"))
+            if "_static" not in p.parts and "_sources" not in p.parts
+            and marker in p.read_text(encoding="utf-8", errors="replace")]
+
+
+def test_wave_explorer_switches_views_and_plays_without_a_kernel(book_html, server, browser):
+    pages = _pages_with(book_html, "twi-explorer")
+    assert pages, "no page of the built book contains a wave explorer"
+    for rel in pages:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)) if "THEBE_JS_URL" not in str(exc) else None)
+        page.goto(f"{server}/{rel}", wait_until="load")
+        box = page.locator(EXPLORER).first
+        box.wait_for(state="visible", timeout=60000)
+        box.scroll_into_view_if_needed()
+        page.wait_for_function("(b) => Array.from(b.querySelectorAll('img')).some(i => i.offsetParent !== null "
+                               "&& i.naturalWidth > 0)", arg=box.element_handle(), timeout=30000)
+        first = _visible_frame_src(page, box)
+        assert first and len(first) > 100, f"{rel}: the explorer shows no frame"
+        select = box.locator("select").first
+        options = select.locator("option")
+        assert options.count() >= 2, f"{rel}: the explorer offers one view only"
+        seen = {first}
+        for k in range(1, options.count()):                   # every other sample and channel shows another frame
+            select.select_option(index=k)
+            page.wait_for_timeout(250)
+            shown = _visible_frame_src(page, box)
+            assert shown and shown != first, f"{rel}: view {k} shows the same frame as view 0"
+            seen.add(shown)
+        assert len(seen) >= 2
+        select.select_option(index=0)
+        page.wait_for_timeout(250)
+        assert _visible_frame_src(page, box) == first, f"{rel}: switching back does not restore view 0"
+        handle = box.locator(".noUi-handle, .widget-slider .ui-slider-handle, input[type=range]").first
+        handle.focus()
+        page.keyboard.press("End")
+        page.wait_for_timeout(300)
+        assert _visible_frame_src(page, box) != first, f"{rel}: the time slider does not move the frames"
+        page.keyboard.press("Home")
+        page.wait_for_timeout(300)
+        box.locator("button").first.click()
+        page.wait_for_timeout(1500)
+        assert _visible_frame_src(page, box) != first, f"{rel}: Play did not advance the frames"
+        assert not errors, f"{rel}: JavaScript errors: {errors}"
         page.close()

@@ -6,10 +6,13 @@
   states``).
 - :mod:`twi_core.viz.palette`: the fixed class palette every page uses (:func:`class_palette`, :func:`colorize`).
 - :mod:`twi_core.viz.receptive`: receptive-field figures of chapter 4.
+- :mod:`twi_core.viz.explorer`: the wave explorer, kernel-free (:func:`static_explorer`) or live (:func:`explore`).
 """
 
 from __future__ import annotations
 
 from twi_core.viz.animation import SCRUBBER_CLASS, frames_to_rgb, gif_bytes, save_gif, scrubber, show_gif, stride_phrase
+from twi_core.viz.explorer import EXPLORER_CLASS, explore, static_explorer
 
-__all__ = ["SCRUBBER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif", "stride_phrase"]
+__all__ = ["SCRUBBER_CLASS", "EXPLORER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif",
+           "stride_phrase", "explore", "static_explorer"]
