@@ -341,3 +341,22 @@ def test_count_parameters_ignores_buffers():
     buffers = sum(b.numel() for b in model.buffers())
     assert buffers > 0
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+def test_a_checkpoint_rebuilds_its_own_model(tmp_path):
+    from twi_core.models import checkpoint_dict, load_checkpoint, paper_config, read_checkpoint
+
+    kwargs = dict(paper_config("tetrominoes", "cnn", 2))
+    model = build(**kwargs)
+    torch.save(checkpoint_dict(kwargs, {k: v.half() for k, v in model.state_dict().items()}), tmp_path / "c.pt")
+    again = load_checkpoint(tmp_path / "c.pt")                            # from the file alone, fp16 weights -> fp32
+    assert type(again) is type(model) and all(p.dtype == torch.float32 for p in again.parameters())
+    assert all(torch.allclose(a, b.half().float()) for a, b in zip(again.state_dict().values(),
+                                                                   model.state_dict().values()))
+    torch.save(model.state_dict(), tmp_path / "bare.pt")                 # an older checkpoint: weights only
+    assert read_checkpoint(tmp_path / "bare.pt")[0] is None
+    with pytest.raises(ValueError, match=r"bare state_dict .*runs\.load\(folder\)\.model\(\)"):
+        load_checkpoint(tmp_path / "bare.pt")
+    torch.save([1, 2], tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="is not a twi_core checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")

@@ -36,8 +36,10 @@ def test_a_shipped_run_is_served_without_training(tiny, tmp_cache, tmp_path, shi
         monkeypatch.setenv("TWI_TRAIN", mode)
         run = runs.obtain(cfg, progress=False)                       # the user's store is empty (tmp_cache)
         assert run.path.parent == shipped and run.metrics == trained.metrics
-    state = torch.load(run.path / "checkpoint.pt", weights_only=True)
+    saved = torch.load(run.path / "checkpoint.pt", weights_only=True)
+    state = saved["state_dict"]
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())   # halved
+    assert saved["model"] == cfg.model                                 # the file rebuilds its own model
     model = run.model()                                              # loads into the fp32 model
     assert all(p.dtype == torch.float32 for p in model.parameters())
 

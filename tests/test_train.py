@@ -132,8 +132,9 @@ def test_fit_writes_a_complete_record(tiny, tmp_path):
     assert {"train_loss", "val_loss", "val_fg_acc", "val_fg_iou"} <= set(on_disk["history"][0])
     assert set(on_disk["metrics"]) == {"val", "test"}
     assert 0.0 <= on_disk["metrics"]["test"]["fg_iou"] <= 1.0
-    state = torch.load(tmp_path / "run" / train.CHECKPOINT_FILE, weights_only=True)
-    assert set(state) == set(TinySegmenter().state_dict())
+    saved = torch.load(tmp_path / "run" / train.CHECKPOINT_FILE, weights_only=True)   # nothing in it can run
+    assert saved["format"] == "twi-checkpoint-1" and saved["model"] == {"name": "tiny", "hidden": 4}
+    assert set(saved["state_dict"]) == set(TinySegmenter().state_dict())
     # Training helps: the learning curve goes down on this easy task.
     assert on_disk["history"][-1]["train_loss"] < on_disk["history"][0]["train_loss"]
 
@@ -189,8 +190,8 @@ def test_resume_after_a_kill_is_bit_identical(tiny, tmp_path, monkeypatch):
     assert strip(resumed["history"]) == strip(uninterrupted["history"])
     for epoch in (1, 2, 3):
         name = f"epoch_{epoch:03d}.pt"
-        a = torch.load(tmp_path / "full" / "epochs" / name, weights_only=True)
-        b = torch.load(tmp_path / "killed" / "epochs" / name, weights_only=True)
+        a = torch.load(tmp_path / "full" / "epochs" / name, weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "killed" / "epochs" / name, weights_only=True)["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 

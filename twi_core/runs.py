@@ -5,7 +5,8 @@ configuration's key, e.g. ``tetrominoes-nwm-linear-s0-3f2a9c81d0e4``. :func:`obt
 same key when there is one, and otherwise trains it (continuing a killed run from its last epoch) and stores it. The key
 hashes the configuration *and* the package version, so a changed configuration or package never reuses a stale run.
 
-A run folder holds ``result.json`` (written last, atomically), ``checkpoint.pt`` (best ``state_dict``), ``state.pt``
+A run folder holds ``result.json`` (written last, atomically), ``checkpoint.pt`` (best weights and the model's build
+arguments, :mod:`twi_core.models.checkpoints`), ``state.pt``
 (resume state) and, under the batch runner, the executed notebook ``run.ipynb``. A truncated or invalid ``result.json``
 is detected and the run is trained again.
 
@@ -111,7 +112,7 @@ class Run:
         if not path.exists():
             raise FileNotFoundError(f"run {self.path.name} has no {which} checkpoint ({path.name})")
         if which == "best":
-            return self._load(torch.load(path, map_location="cpu", weights_only=True))
+            return self._load(_weights(path))
         return self._load(torch.load(path, map_location="cpu", weights_only=True)["model"])
 
     def epoch_model(self, epoch: int) -> torch.nn.Module:
@@ -121,10 +122,17 @@ class Run:
             kept = sorted(int(p.stem.split("_")[1]) for p in (self.path / EPOCH_DIR).glob("epoch_*.pt"))
             raise ValueError(f"run {self.path.name} has no checkpoint of epoch {epoch!r}; kept epochs: {kept or 'none'}"
                              " (train with save_epoch_checkpoints=True)")
-        return self._load(torch.load(path, map_location="cpu", weights_only=True))
+        return self._load(_weights(path))
 
     def __repr__(self) -> str:
         return f"Run({self.path.name!r}, status={self.status!r})"
+
+
+def _weights(path: Path) -> dict:
+    """The weights of a checkpoint file (self-describing or a bare ``state_dict``), loaded with weights_only=True."""
+    from twi_core.models.checkpoints import read_checkpoint
+
+    return read_checkpoint(path)[1]
 
 
 def load(path: str | os.PathLike) -> Run:

@@ -229,10 +229,13 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "result.json", dest / "result.json")
         if checkpoints and (run.path / "checkpoint.pt").exists():
-            state = torch.load(run.path / "checkpoint.pt", map_location="cpu", weights_only=True)
+            from twi_core.models.checkpoints import checkpoint_dict, read_checkpoint
 
-            def writer(tmp: Path, state=state) -> None:
-                torch.save(_halve(state), tmp)
+            _, state = read_checkpoint(run.path / "checkpoint.pt")
+            packed = checkpoint_dict(run.config.model, _halve(state))  # self-describing, whatever the source was
+
+            def writer(tmp: Path, packed=packed) -> None:
+                torch.save(packed, tmp)
             atomic_write(dest / "checkpoint.pt", writer)
         written.append(dest)
     write_manifest(root)

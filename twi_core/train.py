@@ -13,8 +13,9 @@ a budgeted run depends on the machine's speed and is not bit-reproducible; ``res
 - ``state.pt``: everything needed to continue after the last completed epoch (model, optimiser, the RNG states of torch,
   numpy and Python, the generator that orders the data, the best-so-far and the history), rewritten atomically after every
   epoch. A run killed at any moment continues from it and ends bit-identical on CPU to an uninterrupted run.
-- ``checkpoint.pt``: the best ``state_dict`` (load with ``torch.load(..., weights_only=True)``);
-  ``epochs/epoch_NNN.pt`` per epoch when ``save_epoch_checkpoints``.
+- ``checkpoint.pt``: the best weights with the model's build arguments (:mod:`twi_core.models.checkpoints`;
+  ``twi_core.models.load_checkpoint(path)`` rebuilds the model from the file alone, and it loads with
+  ``torch.load(..., weights_only=True)``); ``epochs/epoch_NNN.pt`` per epoch when ``save_epoch_checkpoints``.
 - ``result.json``, written last (its presence marks a finished run): see :func:`fit`.
 
 A NaN training loss ends the run with status ``"failed"`` and the reason (the authors call ``exit()``); it raises nothing.
@@ -200,6 +201,20 @@ def _save_torch(path: Path, obj: Any) -> None:
         tmp.write_bytes(buffer.getvalue())
 
     atomic_write(path, writer)
+
+
+def _checkpoint(config: TrainConfig, model: torch.nn.Module) -> dict[str, Any]:
+    """A self-describing checkpoint (:mod:`twi_core.models.checkpoints`): the build kwargs and the weights."""
+    from twi_core.models.checkpoints import checkpoint_dict
+
+    return checkpoint_dict(config.model, model.state_dict())
+
+
+def _read_weights(path: Path, *, map_location="cpu") -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a checkpoint file, self-describing or bare (older runs)."""
+    from twi_core.models.checkpoints import read_checkpoint
+
+    return read_checkpoint(path, map_location=map_location)[1]
 
 
 def _rng_state(order: torch.Generator) -> dict[str, Any]:
@@ -496,9 +511,9 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
             history.append(_finite(row))
             if val["pixel_loss"] < best_loss - BEST_TOLERANCE:
                 best_loss, best_epoch, best_val = val["pixel_loss"], epoch, _finite(val)
-                _save_torch(run_dir / CHECKPOINT_FILE, model.state_dict())
+                _save_torch(run_dir / CHECKPOINT_FILE, _checkpoint(config, model))
             if config.save_epoch_checkpoints:
-                _save_torch(run_dir / EPOCH_DIR / f"epoch_{epoch:03d}.pt", model.state_dict())
+                _save_torch(run_dir / EPOCH_DIR / f"epoch_{epoch:03d}.pt", _checkpoint(config, model))
             elapsed = elapsed_before + (time.perf_counter() - t_start)
             _save_torch(state_path, {"key": config.key(), "epoch": epoch, "model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(), "rng": _rng_state(order),
@@ -517,7 +532,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     result_metrics: dict[str, dict[str, Any]] = {}
     n_images = {"train": len(train_x), "val": len(val_data[0])}
     if (run_dir / CHECKPOINT_FILE).exists():
-        model.load_state_dict(torch.load(run_dir / CHECKPOINT_FILE, map_location=dev, weights_only=True))
+        model.load_state_dict(_read_weights(run_dir / CHECKPOINT_FILE, map_location=dev))
         # The best checkpoint's validation metrics were computed when it was saved; no second pass needed.
         result_metrics["val"] = best_val if best_val is not None else _finite(
             _metrics.evaluate(model, val_data, batch_size=config.batch_size, device=dev))

@@ -5,6 +5,7 @@
 54855
 """
 
+from twi_core.models.checkpoints import checkpoint_dict, load_checkpoint, read_checkpoint
 from twi_core.models.dynamics import LSTMState, NWMState, conv_lstm_step, nwm_rollout_plain, nwm_step
 from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
 from twi_core.models.reference_counts import REFERENCE_COUNTS
@@ -30,13 +31,16 @@ __all__ = [
     "READOUTS",
     "REFERENCE_COUNTS",
     "build",
+    "checkpoint_dict",
     "conv_lstm_step",
     "count_parameters",
     "from_reference_config",
+    "load_checkpoint",
     "load_reference_checkpoint",
     "nwm_rollout_plain",
     "nwm_step",
     "num_frequency_bins",
     "paper_config",
     "paper_rows",
+    "read_checkpoint",
 ]
