@@ -47,7 +47,7 @@ from twi_core import recipes as _recipes
 from twi_core._io import atomic_write, atomic_write_json
 from twi_core.train_step import make_train_step
 
-__all__ = ["TrainConfig", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
+__all__ = ["TrainConfig", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
            "RESULT_FILE"]
 
 #: Absolute improvement of the validation loss needed to replace the best checkpoint (the authors' ``tolerance``).
@@ -244,6 +244,13 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def initial_model(config: TrainConfig) -> torch.nn.Module:
+    """The model ``config``'s run starts from: seeded and built exactly as :func:`fit` does, before any step (the
+    untrained control of the mechanism figures), in eval mode."""
+    _seed_everything(config.seed)
+    return _build_model(config.model).eval()
 
 
 def _finite(d: Mapping[str, Any]) -> dict[str, Any]:

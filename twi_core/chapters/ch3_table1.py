@@ -173,12 +173,11 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
 
 
 def untrained_model(run) -> torch.nn.Module:
-    """The run's model at its initialisation (the same configuration and seed, before any training step): the control
-    beside the trained model in the mechanism figures."""
-    from twi_core import train
+    """The run's model at its initialisation (:func:`twi_core.train.initial_model`): the control beside the trained
+    model in the mechanism figures."""
+    from twi_core.train import initial_model
 
-    train._seed_everything(run.config.seed)  # the draw fit() makes before building the model
-    return train._build_model(run.config.model).eval()
+    return initial_model(run.config)
 
 
 def linear_models(live: "LiveRuns", dataset: str = "tetrominoes", *, seed: int = 0,

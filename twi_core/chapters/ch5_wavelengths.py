@@ -142,12 +142,10 @@ def figure10_runs(s: presets.Settings, *, store=None, progress: bool = True) -> 
 
 
 def initial_model(config) -> torch.nn.Module:
-    """The untrained model of a run: built from its configuration after seeding torch with the run's seed (as training
-    does before building, so this is the initialisation the run started from)."""
-    from twi_core.models import build
+    """The untrained model of a run (:func:`twi_core.train.initial_model`: the initialisation the run started from)."""
+    from twi_core.train import initial_model as start
 
-    torch.manual_seed(config.seed)
-    return build(**config.model).eval()
+    return start(config)
 
 
 @torch.no_grad()
