@@ -56,7 +56,7 @@ def settings(preset: str | None = None, *, env: bool = True, **overrides: Any) -
 
 def styled(table: pd.DataFrame, formats: dict[str, str]):
     """A table for the page: no index, per-column number formats, padded right-aligned cells."""
-    return (table.style.hide(axis="index").format(formats)
+    return (table.style.hide(axis="index").format(formats, na_rep="–")
             .set_table_styles([{"selector": "td, th", "props": "padding: 2px 8px; text-align: right; white-space: nowrap;"}]))
 
 
