@@ -71,11 +71,27 @@ def test_bad_override_type_is_rejected():
 
 def test_cli_errors_before_running_anything(tmp_path, capsys):
     assert cli.main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
-    assert "expected one of ['smoke', 'table1', 'table2', 'polygons']" in capsys.readouterr().err
+    assert "invalid choice: 'nope' (choose from 'smoke', 'table1', 'table2', 'polygons')" in capsys.readouterr().err
     assert cli.main(["reproduce", "smoke", "--out", str(tmp_path), "--set", "epoch=2"]) == 2
     assert "valid settings are" in capsys.readouterr().err
     assert cli.main(["reproduce", "smoke", "--out", str(tmp_path), "--preset", "tiny"]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_an_explicit_preset_and_a_different_twi_preset_are_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TWI_PRESET", "smoke")
+    assert cli.main(["reproduce", "table1", "--preset", "paper", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert "--preset paper and TWI_PRESET=smoke disagree" in capsys.readouterr().err
+    assert cli.main(["reproduce", "smoke", "--preset", "smoke", "--dry-run", "--out", str(tmp_path)]) == 0
+
+
+def test_set_seeds_n_picks_the_first_n_seeds(tmp_path, capsys):
+    assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2"]) == 0
+    out = capsys.readouterr().out
+    assert "-s1-" in out and "-s2-" not in out
+    assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2",
+                     "--seeds", "0"]) == 2
+    assert "give the seeds once" in capsys.readouterr().err
 
 
 def test_dry_run_lists_the_points(tmp_path, capsys):

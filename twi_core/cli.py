@@ -43,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)
         runners[name] = run
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse's own errors (a bad choice) and --help: the exit code, not an exception
+        return int(stop.code or 0)
     if args.command is None:
         parser.print_help()
         return 2

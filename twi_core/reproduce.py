@@ -678,11 +678,12 @@ def _parse_set(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("grid", help="grid name: " + ", ".join(GRIDS._names))  # type: ignore[attr-defined]
-    p.add_argument("--preset", default=None, help="smoke | book | paper (default: $TWI_PRESET or book)")
+    p.add_argument("grid", choices=list(GRIDS._names), help="the grid to run")  # type: ignore[attr-defined]
+    p.add_argument("--preset", default=None, choices=list(presets.PRESETS),
+                   help="the scale (default: $TWI_PRESET, else book; naming both differently is an error)")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
     p.add_argument("--out", default=None, help="run store to fill (default: $TWI_RUNS_DIR or ~/.cache/twi/runs)")
-    p.add_argument("--executor", default="local",
+    p.add_argument("--executor", default="local", choices=list(EXECUTORS),
                    help="local (papermill, --jobs at a time) | slurm (submitit job array) | inline (this process)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0..n-1 for the preset's n)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="settings",
@@ -698,6 +699,11 @@ def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    env_preset = os.environ.get("TWI_PRESET")
+    if args.preset and env_preset and env_preset != args.preset:
+        print(f"twi reproduce: error: --preset {args.preset} and TWI_PRESET={env_preset} disagree; drop one of them",
+              file=sys.stderr)
+        return 2
     slurm: dict[str, Any] = {}
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
@@ -706,9 +712,18 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.slurm_time is not None:
         slurm["timeout_min"] = args.slurm_time
     try:
+        overrides = _parse_set(args.settings)
+        seeds = args.seeds
+        if "seeds" in overrides:  # --set seeds=N: the first N seeds (--help lists it among the settings)
+            n = overrides.pop("seeds")
+            if seeds is not None:
+                raise ValueError("give the seeds once: --seeds S ... or --set seeds=N, not both")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"--set seeds=N needs a positive integer N; got {n!r}")
+            seeds = list(range(n))
         summary = run_grid(args.grid, preset=args.preset, jobs=args.jobs, out=args.out, executor=args.executor,
-                           seeds=args.seeds, notebook=args.notebook, device=args.device, dry_run=args.dry_run,
-                           cluster=args.cluster, slurm=slurm, overrides=_parse_set(args.settings))
+                           seeds=seeds, notebook=args.notebook, device=args.device, dry_run=args.dry_run,
+                           cluster=args.cluster, slurm=slurm, overrides=overrides)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"twi reproduce: error: {err}", file=sys.stderr)
         return 2
