@@ -75,3 +75,17 @@ def test_scrubber_wiring():
 def test_scrubber_rejects_bad_titles():
     with pytest.raises(ValueError, match="titles must have one entry per frame"):
         viz.scrubber(_frames(T=3), titles=["a"])
+
+
+def test_coupling_kernel_figure_has_a_panel_per_channel_pair_and_row():
+    import numpy as np
+
+    from twi_core.viz import states as vs
+
+    lap = np.zeros((2, 2, 3, 3))
+    lap[0, 0] = lap[1, 1] = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+    fig = vs.coupling_kernels({"initial": lap, "trained": lap * 0.5})
+    assert len(fig.axes) == 2 * 4
+    assert fig.axes[0].images[0].get_clim() == (-4.0, 4.0)                    # one symmetric scale per row
+    with pytest.raises(ValueError, match="C_out, C_in, k, k"):
+        vs.coupling_kernels({"bad": np.zeros((3, 3))})

@@ -505,3 +505,36 @@ def class_spectrum_plot(means, *, frequencies: Sequence[float] | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def coupling_kernels(kernels: Mapping[str, np.ndarray], *, title: str | None = None):
+    """The NWM's recurrent coupling kernels :math:`W_y` (the paper's Figure 8): one row per model (e.g. initial and
+    trained), one 3×3 panel per (output, input) channel pair, 'bwr' on one symmetric scale per row, values printed.
+
+    Parameters
+    ----------
+    kernels
+        ``{row label: array (C_out, C_in, k, k)}`` (``model.coupling.weight``).
+    """
+    import matplotlib.pyplot as plt
+
+    rows = {label: np.asarray(k, dtype=np.float64) for label, k in kernels.items()}
+    if not rows or any(k.ndim != 4 for k in rows.values()):
+        raise ValueError("kernels must map labels to (C_out, C_in, k, k) arrays")
+    c_out, c_in = next(iter(rows.values())).shape[:2]
+    fig, axes = plt.subplots(len(rows), c_out * c_in, figsize=(2.1 * c_out * c_in, 2.3 * len(rows)), squeeze=False)
+    for r, (label, k) in enumerate(rows.items()):
+        lim = float(np.abs(k).max()) or 1.0
+        for i in range(c_out):
+            for j in range(c_in):
+                ax = axes[r, i * c_in + j]
+                ax.imshow(k[i, j], cmap="bwr", vmin=-lim, vmax=lim)
+                for (y, x), v in np.ndenumerate(k[i, j]):
+                    ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{label}\nchannel {j} → {i}" if j == 0 and i == 0 else f"channel {j} → {i}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
