@@ -131,3 +131,25 @@ def test_pinned_preset_sets_and_restores_the_environment(monkeypatch):
     with pinned("book"):
         pass
     assert "TWI_PRESET" not in os.environ
+
+
+def test_atomic_writes_follow_the_umask_and_clean_up_after_killed_writers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from twi_core import _io
+
+    old = os.umask(0o002)                                   # a group-shared store
+    try:
+        _io.atomic_write_text(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o664
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".a.json.{int(dead.stdout)}.x1y2.tmp"       # what a kill -9 mid-write leaves
+    orphan.write_text("partial")
+    mine = tmp_path / f".a.json.{os.getpid()}.live.tmp"                # a live writer's file is left alone
+    mine.write_text("in progress")
+    _io.atomic_write_text(tmp_path / "a.json", "{}")
+    assert not orphan.exists() and mine.exists()

@@ -2,6 +2,9 @@
 
 Every file the package writes goes through here, so that a process killed at any moment leaves either the old file or
 the new one, never a truncated one (write to a temporary file in the same folder, ``fsync``, then ``os.replace``).
+Files get the permissions the user's umask allows (``mkstemp`` alone would make every file private, 0600, so a group
+could not share a store or cache). The temporary file's name carries the writer's process id; a temporary file left
+by a writer that was killed is removed by the next write of the same file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,38 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_wr
            "read_json"]
 
 
+def _file_mode() -> int:
+    """0666 less the process umask (read without changing it where /proc allows; else set and restored at once)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of ``path`` whose writer (the pid in their name) no longer runs."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     """Call ``writer(tmp_path)`` and move the result to ``path`` atomically.
 
@@ -24,13 +59,15 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
