@@ -119,6 +119,16 @@ def _visible_frame_src(page, box) -> str | None:
         }""")
 
 
+def _first_frame(page, box, rel: str) -> str:
+    """Scroll ``box`` into view, wait until it shows a decoded image, and return that frame's pixels."""
+    box.scroll_into_view_if_needed()
+    page.wait_for_function("(b) => Array.from(b.querySelectorAll('img')).some(i => i.offsetParent !== null "
+                           "&& i.naturalWidth > 0)", arg=box.element_handle(), timeout=30000)
+    first = _visible_frame_src(page, box)
+    assert first and len(first) > 100, f"{rel}: no visible frame"
+    return first
+
+
 def test_book_has_scrubber_pages(book_html):
     assert _scrubber_pages(book_html), "no page of the built book contains a scrubber"
 
@@ -140,11 +150,7 @@ def test_scrubbers_show_scrub_and_play(book_html, server, browser):
         assert boxes.count() >= 1
         for k in range(boxes.count()):
             box = boxes.nth(k)
-            box.scroll_into_view_if_needed()
-            page.wait_for_function("(b) => Array.from(b.querySelectorAll('img')).some(i => i.offsetParent !== null "
-                                   "&& i.naturalWidth > 0)", arg=box.element_handle(), timeout=30000)
-            first = _visible_frame_src(page, box)
-            assert first and len(first) > 100, f"{rel}: no visible frame"
+            first = _first_frame(page, box, rel)
             # Move the slider: keyboard on its handle (End jumps to the last frame).
             handle = box.locator(".noUi-handle, .widget-slider .ui-slider-handle, input[type=range]").first
             handle.focus()
@@ -181,11 +187,7 @@ def test_wave_explorer_switches_views_and_plays_without_a_kernel(book_html, serv
         page.goto(f"{server}/{rel}", wait_until="load")
         box = page.locator(EXPLORER).first
         box.wait_for(state="visible", timeout=60000)
-        box.scroll_into_view_if_needed()
-        page.wait_for_function("(b) => Array.from(b.querySelectorAll('img')).some(i => i.offsetParent !== null "
-                               "&& i.naturalWidth > 0)", arg=box.element_handle(), timeout=30000)
-        first = _visible_frame_src(page, box)
-        assert first and len(first) > 100, f"{rel}: the explorer shows no frame"
+        first = _first_frame(page, box, rel)
         select = box.locator("select").first
         options = select.locator("option")
         assert options.count() >= 2, f"{rel}: the explorer offers one view only"
