@@ -182,15 +182,15 @@ def untrained_model(run) -> torch.nn.Module:
 
 def linear_models(live: "LiveRuns", dataset: str = "tetrominoes", *, seed: int = 0,
                   control: bool = True) -> dict[str, torch.nn.Module]:
-    """``{label: model}`` of the recurrent linear-readout runs there are (NWM first), and, with ``control``, the NWM at
-    its initialisation as ``"NWM (untrained)"``."""
+    """``{label: model}`` of the recurrent linear-readout runs there are (``"NWM-linear"`` first, then
+    ``"Conv-LSTM-linear"``), and, with ``control``, the NWM at its initialisation as ``"NWM-linear (untrained)"``."""
     models = {}
-    for family, label in (("nwm", "NWM"), ("lstm", "Conv-LSTM")):
+    for family, label in (("nwm", "NWM-linear"), ("lstm", "Conv-LSTM-linear")):
         run = live.runs.get((dataset, family, "linear", seed))
         if run is not None and run.status == "complete":
             models[label] = run.model()
             if control and family == "nwm":
-                models["NWM (untrained)"] = untrained_model(run)
+                models["NWM-linear (untrained)"] = untrained_model(run)
     return models
 
 

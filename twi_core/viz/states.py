@@ -533,7 +533,9 @@ def coupling_kernels(kernels: Mapping[str, np.ndarray], *, title: str | None = N
                     ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7)
                 ax.set_xticks([])
                 ax.set_yticks([])
-                ax.set_title(f"{label}\nchannel {j} → {i}" if j == 0 and i == 0 else f"channel {j} → {i}", fontsize=8)
+                ax.set_title(f"channel {j} → {i}", fontsize=8)
+                if i == 0 and j == 0:
+                    ax.set_ylabel(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
