@@ -287,7 +287,8 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
     from twi_core.reproduce import paper_table
 
     paper = paper_table()
-    labels = {"fg_accuracy": "FG-Acc", "fg_iou": "FG-IoU", "fg_loss": "FG-Loss"}
+    labels = {"fg_accuracy": "FG-Acc", "fg_iou": "FG-IoU", "fg_loss": "FG-Loss", "pixel_accuracy": "Acc",
+              "total_iou": "IoU", "pixel_loss": "Loss"}
     out = []
     for (dataset, family, variant), group in table.groupby(["dataset", "family", "variant"], sort=False):
         ok = group[group["status"] == "complete"]
