@@ -213,7 +213,8 @@ def _halve(state: dict) -> dict:
 def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None,
          checkpoints: bool = True) -> list[Path]:
     """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` in half precision), then
-    rewrite the manifest. Returns the folders written."""
+    rewrite the manifest. Runs packed already (the same ``result.json``) are left as they are. Returns the folders
+    written."""
     import torch
 
     from twi_core import runs
@@ -226,6 +227,9 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
         if run.status != runs.COMPLETE:
             continue
         dest = root / Path(source).name
+        if (dest / "result.json").exists() and (dest / "result.json").read_bytes() == \
+                (run.path / "result.json").read_bytes():
+            continue  # packed already (re-saving would change the bytes of an identical checkpoint)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "result.json", dest / "result.json")
         if checkpoints and (run.path / "checkpoint.pt").exists():
