@@ -45,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runners[name] = run
     try:
         args = parser.parse_args(argv)
-    except SystemExit as stop:  # argparse's own errors (a bad choice) and --help: the exit code, not an exception
-        return int(stop.code or 0)
+    except SystemExit as stop:
+        if not stop.code:  # --help and --version end the program as argparse means them to
+            raise
+        return int(stop.code)  # argparse's errors (a bad choice, a missing argument): the exit code, no traceback
     if args.command is None:
         parser.print_help()
         return 2

@@ -25,12 +25,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from twi_core.viz.animation import scrubber
+from twi_core.viz.animation import SCRUBBER_CLASS, scrubber
 
 __all__ = ["EXPLORER_CLASS", "static_explorer", "views", "model_states", "explore"]
 
-#: CSS class of the explorer's outer box (the browser tests find it by this).
+#: CSS class of the explorer's outer box (the browser tests find it by this), and of each of its views.
 EXPLORER_CLASS = "twi-explorer"
+VIEW_CLASS = "twi-explorer-view"
 
 
 def static_explorer(views: Mapping[str, np.ndarray], *, fps: float = 10, width: int = 256, cmap: str = "bwr",
@@ -68,6 +69,8 @@ def static_explorer(views: Mapping[str, np.ndarray], *, fps: float = 10, width: 
     slider = widgets.IntSlider(value=0, min=0, max=T - 1, step=1, continuous_update=True, tooltip="frame")
     for page in pages:  # the explorer's own controls drive every view; the views' controls are hidden
         page.children[0].layout.display = "none"
+        page.remove_class(SCRUBBER_CLASS)  # a view, not a scrubber of its own (the browser tests tell them apart)
+        page.add_class(VIEW_CLASS)
     stack = widgets.Stack(pages, selected_index=0)
     links = [widgets.jslink((choose, "index"), (stack, "selected_index")),
              widgets.jslink((play, "value"), (slider, "value"))]
