@@ -172,8 +172,8 @@ def _finished(path: Path, key: str) -> Run | None:
         return None
     checkpoint = path / CHECKPOINT_FILE
     if run.status == COMPLETE and checkpoint.exists():
-        try:  # weights_only: a crafted file fails here instead of running code
-            torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:  # weights_only inside: a crafted file fails here instead of running code
+            _weights(checkpoint)
         except Exception as err:
             from twi_core.train import set_aside
 

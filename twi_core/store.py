@@ -142,30 +142,27 @@ def _manifest(root: Path) -> dict[str, dict[str, Any]]:
 
 def verify(root: str | os.PathLike | None = None) -> list[str]:
     """Every problem of the store at ``root``: files missing from, changed against, or absent in the manifest."""
-    from twi_core._io import sha256_file
-
     root = Path(root) if root is not None else shipped_dir()
     listed = _manifest(root)
     present = {p.relative_to(root).as_posix(): p for p in _files(root)}
     problems = [f"{name}: listed in {MANIFEST_FILE} but missing" for name in sorted(set(listed) - set(present))]
     problems += [f"{name}: not listed in {MANIFEST_FILE}" for name in sorted(set(present) - set(listed))]
-    for name in sorted(set(listed) & set(present)):
-        entry, path = listed[name], present[name]
-        if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
-            problems.append(f"{name}: does not match its SHA-256 in {MANIFEST_FILE}")
+    problems += [f"{name}: does not match its SHA-256 in {MANIFEST_FILE}"
+                 for name in sorted(set(listed) & set(present)) if not _matches(present[name], listed[name])]
     return problems
+
+
+def _matches(path: Path, entry: dict[str, Any] | None) -> bool:
+    """Whether ``path`` has the size and SHA-256 of its manifest ``entry`` (the size first: it costs no read)."""
+    from twi_core._io import sha256_file
+
+    return entry is not None and path.stat().st_size == entry.get("bytes") and sha256_file(path) == entry.get("sha256")
 
 
 def _intact(folder: Path, root: Path) -> bool:
     """Whether every file of the run ``folder`` matches the manifest of ``root``."""
-    from twi_core._io import sha256_file
-
     listed = _manifest(root)
-    for path in _files(folder):
-        entry = listed.get(path.relative_to(root).as_posix())
-        if entry is None or path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
-            return False
-    return True
+    return all(_matches(path, listed.get(path.relative_to(root).as_posix())) for path in _files(folder))
 
 
 # -- lookup ------------------------------------------------------------------------------------------------------------
@@ -177,7 +174,7 @@ def find(config, *, root: str | os.PathLike | None = None):
     from twi_core import runs
 
     root = Path(root) if root is not None else shipped_dir()
-    folder = root / f"{runs.slug(config)}-{config.key()}"
+    folder = runs.run_dir(config, store=root)
     if not (folder / "result.json").exists():
         return None
     if not _intact(folder, root):
@@ -276,11 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packed {len(done)} run(s) into {shipped_dir()}")
         return 0
     for config in configs:
-        stored = find(config) is not None or (runs.run_dir(config, store=args.store) / "result.json").exists()
+        shipped = find(config) is not None
         if args.list:
+            stored = shipped or (runs.run_dir(config, store=args.store) / "result.json").exists()
             print(f"{'stored ' if stored else 'missing'}  {runs.slug(config)}-{config.key()}")
-            continue
-        if find(config) is None:
+        elif not shipped:
             run = runs.obtain(config, store=args.store, progress=True)
             print(f"{run.path.name}: {run.status}", flush=True)
     return 0

@@ -352,7 +352,7 @@ def _resume_state(run_dir: Path, config: TrainConfig) -> dict | None:
             if name not in state:
                 raise ValueError(f"lacks {name!r}")
         if checkpoint.exists():
-            torch.load(checkpoint, map_location="cpu", weights_only=True)
+            _read_weights(checkpoint)
     except Exception as err:  # any unreadable file: set aside, start over
         set_aside(state_path, f"cannot be resumed from ({type(err).__name__}: {err})")
         if checkpoint.exists():

@@ -29,7 +29,7 @@ from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
            "claims", "chance_levels", "provenance", "paper_robustness", "robustness_table",
-           "untrained_model", "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -169,25 +169,20 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
     return LiveRuns(runs, pd.DataFrame(rows))
 
 
-def untrained_model(run) -> torch.nn.Module:
-    """The run's model at its initialisation (:func:`twi_core.train.initial_model`): the control beside the trained
-    model in the mechanism figures."""
-    from twi_core.train import initial_model
-
-    return initial_model(run.config)
-
-
 def linear_models(live: "LiveRuns", dataset: str = "tetrominoes", *, seed: int = 0,
                   control: bool = True) -> dict[str, torch.nn.Module]:
     """``{label: model}`` of the recurrent linear-readout runs there are (``"NWM-linear"`` first, then
-    ``"Conv-LSTM-linear"``), and, with ``control``, the NWM at its initialisation as ``"NWM-linear (untrained)"``."""
+    ``"Conv-LSTM-linear"``), and, with ``control``, the NWM at its initialisation as ``"NWM-linear (untrained)"``
+    (:func:`twi_core.train.initial_model`)."""
+    from twi_core.train import initial_model
+
     models = {}
     for family, label in (("nwm", "NWM-linear"), ("lstm", "Conv-LSTM-linear")):
         run = live.runs.get((dataset, family, "linear", seed))
         if run is not None and run.status == "complete":
             models[label] = run.model()
             if control and family == "nwm":
-                models["NWM-linear (untrained)"] = untrained_model(run)
+                models["NWM-linear (untrained)"] = initial_model(run.config)
     return models
 
 
