@@ -195,6 +195,37 @@ def test_resume_after_a_kill_is_bit_identical(tiny, tmp_path, monkeypatch):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_more_epochs_continue_the_shorter_run_bit_identically(tiny, tmp_path, monkeypatch):
+    """Asking the store for 3 epochs of a run it holds for 2 trains one epoch more, and ends where 3 from scratch do."""
+    from twi_core import runs
+
+    monkeypatch.setattr(runs, "fit", train.fit)
+    fresh = train.fit(config(epochs=3), tmp_path / "fresh", device="cpu", progress=False)
+    store = tmp_path / "store"
+    runs.obtain(config(epochs=2), store=store, device="cpu", progress=False)
+    seen = []
+    real_epoch = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", lambda *a, **k: seen.append(1) or real_epoch(*a, **k))
+    longer = runs.obtain(config(epochs=3), store=store, device="cpu", progress=False)
+    assert len(seen) == 1  # only the third epoch was trained
+    assert longer.result["continued_from"] == config(epochs=2).key()
+    wa, wb = final_weights(tmp_path / "fresh"), final_weights(longer.path)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "elapsed_s")} for r in rows]  # noqa: E731
+    assert strip(longer.result["history"]) == strip(fresh["history"])
+    assert longer.result["metrics"] == fresh["metrics"]
+    assert runs.load(runs.run_dir(config(epochs=2), store=store)).result["config"]["epochs"] == 2  # left as it was
+
+
+def test_only_an_exact_prefix_is_continued():
+    base = config(epochs=2)
+    assert train.continues(base, config(epochs=5))
+    assert not train.continues(base, config(epochs=2)) and not train.continues(config(epochs=3), base)
+    assert not train.continues(base, config(epochs=5, lr=2e-2))
+    assert not train.continues(config(epochs=2, recipe="fast"), config(epochs=5, recipe="fast"))  # schedule: total
+    assert not train.continues(config(epochs=2, budget_minutes=1.0), config(epochs=5, budget_minutes=1.0))
+
+
 def test_resume_false_starts_over(tiny, tmp_path):
     train.fit(config(epochs=1), tmp_path, device="cpu", progress=False)
     state = torch.load(tmp_path / train.STATE_FILE, weights_only=True)

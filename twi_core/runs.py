@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -234,6 +235,7 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
         found = _finished(path, config.key())  # another process may have finished it while this one waited
         if found is not None:
             return found
+        _continue_shorter(config, path, store=store, progress=progress)
         try:
             result = fit(config, path, device=device, progress=progress, resume=True, labels=labels)
         except Exception as err:  # recorded, not raised: the batch goes on
@@ -242,6 +244,24 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
             return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
                                 labels=labels)
     return Run(path=path, config=config, result=result)
+
+
+def _continue_shorter(config: TrainConfig, path: Path, *, store, progress: bool) -> None:
+    """Start a fresh run from the longest shorter run of it in the store, when training passes through that one
+    exactly (:func:`twi_core.train.continues`): asking for more epochs continues the run instead of starting over."""
+    if (path / STATE_FILE).exists():
+        return
+    from twi_core.train import continue_from, continues
+
+    for epochs in range(config.epochs - 1, 0, -1):
+        shorter = dataclasses.replace(config, epochs=epochs)
+        if not continues(shorter, config):
+            return
+        folder = run_dir(shorter, store=store)
+        if (folder / STATE_FILE).exists() and continue_from(folder, config, path):
+            if progress:
+                print(f"{path.name}: continuing {folder.name} after its {epochs} epoch(s)", flush=True)
+            return
 
 
 #: The lock file inside a run folder, held by the process that trains the run.

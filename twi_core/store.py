@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = ["SHIPPED_DIR", "MANIFEST_FILE", "TRAIN_MODES", "MissingRunError", "train_mode", "shipped_dir", "find",
-           "pack", "write_manifest", "verify", "PLAN", "plan_configs", "store_config"]
+           "pack", "write_manifest", "verify", "PLAN", "plan_epochs", "plan_configs", "store_config"]
 
 #: The shipped store, beside the chapters (present in a checkout of the book).
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "book" / "_runs"
@@ -49,23 +49,32 @@ TRAIN_MODES = ("never", "missing", "always")
 STORE_TRAINING: dict[str, Any] = {"batch_size": 16, "recipe": "paper", "lr": 1e-3}
 STORE_EPOCHS: dict[str, int] = {"tetrominoes": 3, "mnist": 2, "multi_mnist": 2, "polygons": 3}
 
-#: What the shipped store is meant to hold: ``(dataset, family, variant, seeds)``, most important first (the order
-#: ``train`` works in).
-PLAN: tuple[tuple[str, str, Any, tuple[int, ...]], ...] = (
-    ("tetrominoes", "nwm", "linear", (0, 1, 2)),
-    ("tetrominoes", "cnn", 4, (0, 1, 2)),
-    ("tetrominoes", "nwm", "last", (0,)),
-    ("tetrominoes", "nwm", "fft", (0,)),
-    ("tetrominoes", "lstm", "linear", (0,)),
-    ("tetrominoes", "lstm", "last", (0,)),
-    ("tetrominoes", "cnn", 2, (0,)),
-    ("tetrominoes", "cnn", 8, (0,)),
-    ("tetrominoes", "cnn", 16, (0,)),
-    ("mnist", "nwm", "linear", (0, 1, 2)),
-    ("mnist", "lstm", "linear", (0,)),
-    ("mnist", "cnn", 4, (0,)),
-    ("mnist", "cnn", 16, (0,)),
+#: What the shipped store is meant to hold: ``(dataset, family, variant, seeds, epochs)``, most important first (the
+#: order ``train`` works in); ``epochs`` None is :data:`STORE_EPOCHS` of the dataset. A row asking for more epochs than
+#: a stored run has continues that run (:func:`twi_core.train.continues`), so the store can grow epoch by epoch.
+PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
+    ("tetrominoes", "nwm", "linear", (0, 1, 2), 6),
+    ("tetrominoes", "cnn", 4, (0, 1, 2), 6),
+    ("tetrominoes", "cnn", 2, (0,), None),
+    ("tetrominoes", "lstm", "linear", (0,), None),
+    ("tetrominoes", "nwm", "last", (0,), None),
+    ("tetrominoes", "cnn", 8, (0,), None),
+    ("tetrominoes", "nwm", "fft", (0,), None),
+    ("tetrominoes", "lstm", "last", (0,), None),
+    ("tetrominoes", "cnn", 16, (0,), None),
+    ("mnist", "nwm", "linear", (0, 1, 2), None),
+    ("mnist", "lstm", "linear", (0,), None),
+    ("mnist", "cnn", 4, (0,), None),
+    ("mnist", "cnn", 16, (0,), None),
 )
+
+
+def plan_epochs(dataset: str, family: str, variant: Any) -> int:
+    """The epochs :data:`PLAN` trains ``dataset``/``family``/``variant`` for (:data:`STORE_EPOCHS` when unlisted)."""
+    for d, f, v, _, epochs in PLAN:
+        if (d, f, str(v)) == (dataset, family, str(variant)) and epochs is not None:
+            return epochs
+    return STORE_EPOCHS[dataset]
 
 
 class MissingRunError(LookupError):
@@ -93,20 +102,20 @@ def store_config(dataset: str, family: str, variant: Any, *, seed: int = 0):
     --------
     >>> cfg = store_config("tetrominoes", "nwm", "linear", seed=1)
     >>> cfg.recipe, cfg.batch_size, cfg.epochs, cfg.n_train, cfg.model["steps"]
-    ('paper', 16, 3, None, 100)
+    ('paper', 16, 6, None, 100)
     """
     from twi_core import presets
     from twi_core.reproduce import train_config
 
     with presets.pinned("paper"):  # the stored runs are paper-scale whatever $TWI_PRESET says
         paper = train_config(dataset, family, variant, seed=seed, preset="paper")
-    return dataclasses.replace(paper, epochs=STORE_EPOCHS[dataset], **STORE_TRAINING)
+    return dataclasses.replace(paper, epochs=plan_epochs(dataset, family, variant), **STORE_TRAINING)
 
 
 def plan_configs(only: str | None = None) -> list[Any]:
     """Every configuration of :data:`PLAN` (those whose ``dataset-family-variant`` contains ``only``, if given)."""
     out = []
-    for dataset, family, variant, seeds in PLAN:
+    for dataset, family, variant, seeds, _ in PLAN:
         if only and only not in f"{dataset}-{family}-{variant}":
             continue
         out.extend(store_config(dataset, family, variant, seed=s) for s in seeds)

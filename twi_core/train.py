@@ -44,10 +44,10 @@ import torch
 from twi_core import __version__
 from twi_core import metrics as _metrics
 from twi_core import recipes as _recipes
-from twi_core._io import atomic_write, atomic_write_json
+from twi_core._io import atomic_write, atomic_write_json, read_json
 from twi_core.train_step import make_train_step
 
-__all__ = ["TrainConfig", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
+__all__ = ["TrainConfig", "continues", "continue_from", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
            "RESULT_FILE"]
 
 #: Absolute improvement of the validation loss needed to replace the best checkpoint (the authors' ``tolerance``).
@@ -361,6 +361,53 @@ def _resume_state(run_dir: Path, config: TrainConfig) -> dict | None:
     return state
 
 
+def continues(shorter: TrainConfig, config: TrainConfig) -> bool:
+    """Whether training ``config`` passes through ``shorter`` exactly: the same run stopped after fewer epochs.
+
+    True when the two differ in ``epochs`` alone (``shorter`` has fewer), the recipe's rate is constant and neither
+    has a time budget: then nothing in epochs ``1..shorter.epochs`` depends on the total (the data order, every RNG
+    draw and the best-checkpoint rule are epoch-local), so the longer run may start from the shorter one's state.
+
+    Examples
+    --------
+    >>> base = TrainConfig(dataset="tetrominoes", model={"name": "cnn", "depth": 2}, epochs=3)
+    >>> continues(base, dataclasses.replace(base, epochs=6)), continues(base, dataclasses.replace(base, lr=3e-3))
+    (True, False)
+    """
+    if shorter.epochs >= config.epochs:
+        return False
+    if dataclasses.replace(shorter, epochs=config.epochs) != config:
+        return False
+    return _recipes.recipe(config.recipe).constant and config.budget_minutes is None
+
+
+def continue_from(shorter_dir: str | os.PathLike, config: TrainConfig, run_dir: str | os.PathLike) -> bool:
+    """Start the run folder ``run_dir`` of ``config`` from the resume state of a shorter run of it (:func:`continues`).
+
+    The shorter run's ``state.pt`` (and best ``checkpoint.pt``) are copied in, re-keyed to ``config``; :func:`fit`
+    then resumes after the shorter run's last epoch, and the longer run comes out as if trained from scratch. Nothing
+    of the shorter run changes. Returns False (and writes nothing) when ``run_dir`` has a state already or the
+    shorter run's state is unusable or not a prefix of ``config``.
+    """
+    shorter_dir, run_dir = Path(shorter_dir), Path(run_dir)
+    if (run_dir / STATE_FILE).exists() or not (shorter_dir / STATE_FILE).exists():
+        return False
+    try:
+        state = torch.load(shorter_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        shorter = TrainConfig.from_dict(read_json(shorter_dir / RESULT_FILE)["config"]) \
+            if (shorter_dir / RESULT_FILE).exists() else None
+    except Exception:  # unreadable: not a usable prefix (its own resume sets it aside)
+        return False
+    if shorter is None or state.get("key") != shorter.key() or not continues(shorter, config):
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (shorter_dir / CHECKPOINT_FILE).exists():
+        data = (shorter_dir / CHECKPOINT_FILE).read_bytes()
+        atomic_write(run_dir / CHECKPOINT_FILE, lambda tmp: tmp.write_bytes(data))
+    _save_torch(run_dir / STATE_FILE, {**state, "key": config.key(), "continued_from": shorter.key()})
+    return True
+
+
 def _head_dtype(device: torch.device) -> torch.dtype:
     from twi_core.models.head import training_dtype
 
@@ -439,6 +486,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     order = torch.Generator().manual_seed(config.seed)  # the training order, saved and restored on resume
 
     history: list[dict[str, Any]] = []
+    continued_from = None  # the key of the shorter run this one continues (:func:`continue_from`), if any
     best_loss, best_epoch, best_val, epoch0, elapsed_before, images_seen = math.inf, 0, None, 0, 0.0, 0
     state_path = run_dir / STATE_FILE
     state = _resume_state(run_dir, config) if resume and state_path.exists() else None
@@ -451,6 +499,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         epoch0, elapsed_before = state["epoch"], state.get("elapsed_s", 0.0)
         images_seen = state.get("images_seen", sum(row.get("images", 0) for row in history))
         started = state.get("started", started)
+        continued_from = state.get("continued_from")
         if progress:
             print(f"resuming {run_dir.name} after epoch {epoch0}/{config.epochs}", flush=True)
 
@@ -526,7 +575,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
                                      "optimizer": optimizer.state_dict(), "rng": _rng_state(order),
                                      "history": history, "best_loss": best_loss, "best_epoch": best_epoch,
                                      "best_val": best_val, "images_seen": images_seen,
-                                     "elapsed_s": elapsed, "started": started})
+                                     "elapsed_s": elapsed, "started": started,
+                                     "continued_from": continued_from})
             if progress:
                 print(f"epoch {epoch:3d}/{config.epochs}  train loss {train_loss:.4f}  val loss {val['pixel_loss']:.4f}"
                       f"  val FG-IoU {val['fg_iou']:.3f}  ({row['time_s']:.1f} s)", flush=True)
@@ -561,6 +611,8 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         "started": started, "finished": _now(), "data_source": source,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,
     }
+    if continued_from is not None:
+        result["continued_from"] = continued_from
     if labels:
         result["labels"] = dict(labels)
     atomic_write_json(run_dir / RESULT_FILE, result)
