@@ -461,12 +461,12 @@ def paper_table():
     return frames[0].merge(frames[1], on=["dataset", "family", "variant"], how="outer")
 
 
-def _infer_labels(result: Mapping[str, Any]) -> dict[str, Any]:
-    model = result.get("config", {}).get("model", {})
-    family = model.get("name")
+def _infer_labels(record) -> dict[str, Any]:
+    """The grid labels of a run record written without them (by a direct :func:`twi_core.runs.obtain`)."""
+    model = record.config.model
     variant = next((model[k] for k in ("readout", "depth", "width") if k in model), None)
-    return {"dataset": result.get("config", {}).get("dataset"), "family": family, "variant": variant,
-            "preset": "unknown", "grid": None}
+    return {"dataset": record.config.dataset, "family": model.get("name"), "variant": variant, "preset": "unknown",
+            "grid": None}
 
 
 def _setting_group(config: Mapping[str, Any]) -> str:
@@ -498,21 +498,20 @@ def collect(root: str | os.PathLike | None = None):
         raise FileNotFoundError(f"run store {folder} does not exist")
     rows, seen, skipped = [], set(), []
     for run in runs.iter_runs(root, finished_only=True, skipped=skipped):
-        res = run.result
-        if res.get("key") in seen:
+        rec = run.record
+        if rec.key in seen:
             continue
-        seen.add(res.get("key"))
-        labels = {**_infer_labels(res), **res.get("labels", {})}
-        test = res.get("metrics", {}).get("test", {})
+        seen.add(rec.key)
+        labels = {**_infer_labels(rec), **rec.labels}
         rows.append({"dataset": labels["dataset"], "family": labels["family"], "variant": str(labels["variant"]),
-                     "preset": labels["preset"], "seed": res.get("seed"), "status": run.status,
-                     **{m: test.get(m) for m in AGGREGATE_METRICS},
-                     "epochs": res["config"].get("epochs"), "n_train": res.get("n_images", {}).get("train"),
-                     "images_seen": res.get("images_seen"), "recipe": res["config"].get("recipe", "paper"),
-                     "setting": _setting_group(res["config"]),
-                     "device": res.get("device_name") or res.get("device"), "git_commit": res.get("git_commit"),
-                     "finished": res.get("finished"), "wall_time_s": res.get("wall_time_s"),
-                     "data_source": res.get("data_source"), "run": run.path.name})
+                     "preset": labels["preset"], "seed": rec.seed, "status": run.status,
+                     **{m: rec.test_metric(m) for m in AGGREGATE_METRICS},
+                     "epochs": rec.config.epochs, "n_train": rec.n_images.get("train"),
+                     "images_seen": rec.images_seen, "recipe": rec.recipe,
+                     "setting": _setting_group(rec.config.to_dict()),
+                     "device": rec.device_name or rec.device, "git_commit": rec.git_commit,
+                     "finished": rec.finished, "wall_time_s": rec.wall_time_s,
+                     "data_source": rec.data_source, "run": run.path.name})
     columns = ["dataset", "family", "variant", "preset", "seed", "status", *AGGREGATE_METRICS, "epochs", "n_train",
                "images_seen", "recipe", "setting", "device", "git_commit", "finished", "wall_time_s", "data_source",
                "run"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -32,15 +33,15 @@ from typing import Iterator
 import torch
 
 from twi_core import paths
-from twi_core._io import atomic_write_json, read_json
-from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, RESULT_FILE, STATE_FILE, TrainConfig, _now, fit, git_commit
+from twi_core.records import COMPLETE, ERROR, FAILED, RunResult
+from twi_core.records import RESULT_FILE
+from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, STATE_FILE, TrainConfig, _now, fit, git_commit
 
 __all__ = ["Run", "obtain", "load", "run_dir", "slug", "iter_runs", "record_error", "remove",
            "FINISHED", "COMPLETE", "FAILED", "ERROR"]
 
-COMPLETE = "complete"  # trained to the end and evaluated on test
-FAILED = "failed"      # ended by a NaN loss: deterministic, so not retried
-ERROR = "error"        # an exception (killed kernel, out of memory, bug): retried by the next obtain()
+# complete: trained to the end and tested; failed: ended by a NaN loss (deterministic, so not retried); error: an
+# exception (killed kernel, out of memory, bug), retried by the next obtain().
 FINISHED = (COMPLETE, FAILED)
 
 # Options that tell runs of one model family apart, in the order they enter the slug.
@@ -64,38 +65,52 @@ def run_dir(config: TrainConfig, *, store: str | os.PathLike | None = None) -> P
 
 @dataclass(frozen=True)
 class Run:
-    """A stored run: its folder, configuration and ``result.json``.
+    """A stored run: its folder and its record.
 
     Attributes
     ----------
     path : Path
         The run folder.
-    config : TrainConfig
-        The configuration it was trained with.
-    result : dict
-        The contents of ``result.json`` (see :func:`twi_core.train.fit`).
+    record : RunResult
+        Its ``result.json``, typed (:class:`twi_core.records.RunResult`).
     """
 
     path: Path
-    config: TrainConfig
-    result: dict
+    record: RunResult
+
+    @property
+    def config(self) -> TrainConfig:
+        """The configuration it was trained with."""
+        return self.record.config
+
+    @functools.cached_property
+    def result(self) -> dict:
+        """The record as the ``result.json`` mapping (field names of :func:`twi_core.train.fit`)."""
+        return self.record.to_dict()
 
     @property
     def status(self) -> str:
         """``"complete"``, ``"failed"`` (NaN loss) or ``"error"`` (exception)."""
-        return self.result.get("status", ERROR)
+        return self.record.status
 
     @property
     def metrics(self) -> dict:
         """``{split: {metric: value}}`` of the best checkpoint."""
-        return self.result.get("metrics", {})
+        return dict(self.record.metrics)
 
     @property
     def history(self):
         """Learning curves: a pandas DataFrame with one row per epoch (``epoch``, ``train_loss``, ``val_loss``, ...)."""
         import pandas as pd
 
-        return pd.DataFrame(self.result.get("history", []))
+        return pd.DataFrame(self.record.history)
+
+    def raise_for_error(self) -> "Run":
+        """This run, or ``RuntimeError`` naming it and the first line of its error when its status is ``"error"``."""
+        if self.status == ERROR:
+            lines = str(self.record.error or "").strip().splitlines()
+            raise RuntimeError(f"run {self.path.name} failed: {lines[0] if lines else 'unknown error'}")
+        return self
 
     def _load(self, state_dict: dict) -> torch.nn.Module:
         from twi_core import train
@@ -144,16 +159,11 @@ def load(path: str | os.PathLike) -> Run:
     FileNotFoundError
         No ``result.json`` (the run never finished).
     ValueError
-        ``result.json`` is truncated, invalid, or lacks the fields of a run record.
+        ``result.json`` is truncated, invalid, or not a run record (no config, key or status; complete without test
+        metrics).
     """
     path = Path(path)
-    result = read_json(path / RESULT_FILE)  # ValueError when truncated or corrupt
-    if not isinstance(result, dict) or not {"config", "key", "status"} <= set(result):
-        raise ValueError(f"{path / RESULT_FILE} is not a run record (needs config, key and status)")
-    config = TrainConfig.from_dict(result["config"])
-    if result["status"] == COMPLETE and "test" not in result.get("metrics", {}):
-        raise ValueError(f"{path / RESULT_FILE} says complete but has no test metrics")
-    return Run(path=path, config=config, result=result)
+    return Run(path=path, record=RunResult.read(path))
 
 
 def _finished(path: Path, key: str) -> Run | None:
@@ -169,7 +179,7 @@ def _finished(path: Path, key: str) -> Run | None:
             bad.replace(path / f"{RESULT_FILE}.corrupt")
         print(f"warning: {err}; the run will be trained again", flush=True)
         return None
-    if run.result.get("key") != key or run.status not in FINISHED:
+    if run.record.key != key or run.status not in FINISHED:
         return None
     checkpoint = path / CHECKPOINT_FILE
     if run.status == COMPLETE and checkpoint.exists():
@@ -243,7 +253,7 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
                 print(f"run {path.name} raised {type(err).__name__}: {err}", flush=True)
             return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
                                 labels=labels)
-    return Run(path=path, config=config, result=result)
+    return Run(path=path, record=RunResult.from_dict(result))
 
 
 def _continue_shorter(config: TrainConfig, path: Path, *, store, progress: bool) -> None:
@@ -300,12 +310,10 @@ def record_error(config: TrainConfig, error: str, *, store: str | os.PathLike | 
                  labels: dict | None = None) -> Run:
     """Write a ``result.json`` with status ``"error"`` for ``config`` (the next :func:`obtain` retries it)."""
     path = run_dir(config, store=store)
-    result = {"config": config.to_dict(), "key": config.key(), "status": ERROR, "error": error, "metrics": {},
-              "history": [], "seed": config.seed, "git_commit": git_commit(), "finished": _now()}
-    if labels:
-        result["labels"] = dict(labels)
-    atomic_write_json(path / RESULT_FILE, result)
-    return Run(path=path, config=config, result=result)
+    record = RunResult(config=config, key=config.key(), status=ERROR, error=error, seed=config.seed,
+                       git_commit=git_commit(), finished=_now(), labels=dict(labels or {}))
+    record.write(path)
+    return Run(path=path, record=record)
 
 
 def iter_runs(root: str | os.PathLike | None = None, *, finished_only: bool = True,

@@ -195,7 +195,7 @@ def find(config, *, root: str | os.PathLike | None = None):
     except (ValueError, TypeError) as err:
         warnings.warn(f"shipped run {folder} is unreadable ({err}); not using it", RuntimeWarning, stacklevel=2)
         return None
-    if run.result.get("key") != config.key() or run.status != runs.COMPLETE:
+    if run.record.key != config.key() or run.status != runs.COMPLETE:
         return None
     return run
 

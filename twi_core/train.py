@@ -44,7 +44,8 @@ import torch
 from twi_core import __version__
 from twi_core import metrics as _metrics
 from twi_core import recipes as _recipes
-from twi_core._io import atomic_write, atomic_write_json, read_json
+from twi_core._io import atomic_write
+from twi_core.records import RESULT_FILE, RunResult
 from twi_core.train_step import make_train_step
 
 __all__ = ["TrainConfig", "continues", "continue_from", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
@@ -54,7 +55,6 @@ __all__ = ["TrainConfig", "continues", "continue_from", "BEST_TOLERANCE", "TRAIN
 BEST_TOLERANCE = 1e-3
 STATE_FILE = "state.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
-RESULT_FILE = "result.json"
 EPOCH_DIR = "epochs"
 
 #: The version of the training semantics, part of every run's key. Bump it only when the same configuration would
@@ -394,8 +394,7 @@ def continue_from(shorter_dir: str | os.PathLike, config: TrainConfig, run_dir: 
         return False
     try:
         state = torch.load(shorter_dir / STATE_FILE, map_location="cpu", weights_only=True)
-        shorter = TrainConfig.from_dict(read_json(shorter_dir / RESULT_FILE)["config"]) \
-            if (shorter_dir / RESULT_FILE).exists() else None
+        shorter = RunResult.read(shorter_dir).config if (shorter_dir / RESULT_FILE).exists() else None
     except Exception:  # unreadable: not a usable prefix (its own resume sets it aside)
         return False
     if shorter is None or state.get("key") != shorter.key() or not continues(shorter, config):
@@ -599,21 +598,17 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
             result_metrics["test"] = _finite(_metrics.evaluate(model, (test_x, test_y), batch_size=config.batch_size,
                                                                device=dev))
 
-    result = {
-        "config": config.to_dict(), "key": config.key(), "status": status, "error": error,
-        "metrics": result_metrics, "best_epoch": best_epoch, "history": history,
-        "seed": config.seed, "package_version": __version__, "git_commit": git_commit(),
-        "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch_version": torch.__version__, "train_step": "graphed" if graph else "eager",
-        "training_format": TRAINING_FORMAT, "recipe": config.recipe, "images_seen": images_seen,
-        "stopped_by": stopped_by, "head_dtype": str(_head_dtype(dev)).removeprefix("torch."),
-        "wall_time_s": elapsed_before + (time.perf_counter() - t_start),
-        "started": started, "finished": _now(), "data_source": source,
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad), "n_images": n_images,
-    }
-    if continued_from is not None:
-        result["continued_from"] = continued_from
-    if labels:
-        result["labels"] = dict(labels)
-    atomic_write_json(run_dir / RESULT_FILE, result)
-    return result
+    if status == "complete" and "test" not in result_metrics:  # no epoch ever gave a finite validation loss
+        status, error = "failed", "no checkpoint: the validation loss was never finite"
+    record = RunResult(
+        config=config, key=config.key(), status=status, error=error, metrics=result_metrics, best_epoch=best_epoch,
+        history=history, seed=config.seed, package_version=__version__, git_commit=git_commit(), device=str(dev),
+        device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        torch_version=torch.__version__, train_step="graphed" if graph else "eager",
+        training_format=TRAINING_FORMAT, recipe=config.recipe, images_seen=images_seen, stopped_by=stopped_by,
+        head_dtype=str(_head_dtype(dev)).removeprefix("torch."),
+        wall_time_s=elapsed_before + (time.perf_counter() - t_start), started=started, finished=_now(),
+        data_source=source, n_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        n_images=n_images, continued_from=continued_from, labels=dict(labels or {}))
+    record.write(run_dir)
+    return record.to_dict()

@@ -101,7 +101,7 @@ def history_with_images(run):
     """The run's learning curves (:attr:`twi_core.runs.Run.history`) with a column ``images``: training images seen at
     the end of each epoch (full batches only, as the training loop drops the last partial batch)."""
     history = run.history.copy()
-    n_train = run.result.get("n_images", {}).get("train")
+    n_train = run.record.n_images.get("train")
     if n_train and "epoch" in history:
         per_epoch = (n_train // run.config.batch_size) * run.config.batch_size
         history["images"] = history["epoch"] * per_epoch
@@ -132,10 +132,7 @@ def train(s: presets.Settings, *, store=None, progress: bool = True):
     run = runs.obtain(config, store=store, progress=progress,
                       labels={"grid": "chapter2", "dataset": DATASET, "family": "nwm", "variant": "fft",
                               "seed": config.seed, "preset": s.preset})
-    if run.status == runs.ERROR:
-        last = str(run.result.get("error", "")).strip().splitlines()
-        raise RuntimeError(f"the polygon run {run.path.name} failed: {last[0] if last else 'unknown error'}")
-    return run
+    return run.raise_for_error()
 
 
 @torch.no_grad()
@@ -211,16 +208,15 @@ def segment(model: torch.nn.Module, s: presets.Settings, *, seed: int = 1):
 
 def describe(run) -> dict[str, Any]:
     """The numbers the page prints about a run: test and validation metrics, epochs, images seen, wall time, device."""
-    res = run.result
-    cfg = run.config
-    n_train = res.get("n_images", {}).get("train")
+    rec, cfg = run.record, run.config
+    n_train = rec.n_images.get("train")
     return {"test_fg_accuracy": run.metrics.get("test", {}).get("fg_accuracy", float("nan")),
             "test_fg_iou": run.metrics.get("test", {}).get("fg_iou", float("nan")),
             "test_pixel_accuracy": run.metrics.get("test", {}).get("pixel_accuracy", float("nan")),
-            "epochs": cfg.epochs, "best_epoch": res.get("best_epoch"), "n_train": n_train,
+            "epochs": cfg.epochs, "best_epoch": rec.best_epoch, "n_train": n_train,
             "images_seen": (n_train // cfg.batch_size) * cfg.batch_size * cfg.epochs if n_train else None,
             "steps": cfg.model.get("steps"), "dt": cfg.model.get("dt"),
             "bins": spectra.num_bins(int(cfg.model.get("steps"))),
-            "wall_time_min": res.get("wall_time_s", float("nan")) / 60, "device": res.get("device_name"),
-            "status": run.status, "data_source": res.get("data_source")}
+            "wall_time_min": (rec.wall_time_s if rec.wall_time_s is not None else float("nan")) / 60,
+            "device": rec.device_name, "status": run.status, "data_source": rec.data_source}
 

@@ -154,18 +154,17 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
         run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels)
         runs[(p["dataset"], p["family"], p["variant"], p["seed"])] = run
         test = run.metrics.get("test", {})
-        res = run.result
+        rec = run.record
         rows.append({"dataset": p["dataset"], "family": p["family"], "variant": p["variant"], "seed": p["seed"],
                      "status": run.status, **{m: test.get(m, float("nan")) for m in
                                               ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy", "total_iou",
                                                "pixel_loss")},
-                     "n_params": res.get("n_params"), "epochs": p["config"].epochs,
-                     "n_train": res.get("n_images", {}).get("train"), "best_epoch": res.get("best_epoch"),
-                     "wall_time_s": res.get("wall_time_s"), "device": res.get("device_name") or res.get("device"),
-                     "data_source": res.get("data_source"), "run": run.path.name,
-                     "source": provenance(run), "images_seen": res.get("images_seen"),
-                     "recipe": res.get("recipe", "paper"), "commit": (res.get("git_commit") or "")[:7],
-                     "finished": res.get("finished")})
+                     "n_params": rec.n_params, "epochs": p["config"].epochs,
+                     "n_train": rec.n_images.get("train"), "best_epoch": rec.best_epoch,
+                     "wall_time_s": rec.wall_time_s, "device": rec.device_name or rec.device,
+                     "data_source": rec.data_source, "run": run.path.name,
+                     "source": provenance(run), "images_seen": rec.images_seen,
+                     "recipe": rec.recipe, "commit": (rec.git_commit or "")[:7], "finished": rec.finished})
     return LiveRuns(runs, pd.DataFrame(rows))
 
 

@@ -119,17 +119,14 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Tabl
     for p in live_points(s):
         labels = {"grid": "chapter4", "dataset": DATASET, "family": p["family"], "variant": p["variant"],
                   "seed": p["seed"], "preset": s.preset}
-        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels)
-        if run.status == runs_mod.ERROR:
-            last = str(run.result.get("error", "")).strip().splitlines()
-            raise RuntimeError(f"run {run.path.name} failed: {last[0] if last else 'unknown error'}")
+        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels).raise_for_error()
         runs[(p["family"], p["variant"], p["seed"])] = run
-        test, res = run.metrics.get("test", {}), run.result
+        test, rec = run.metrics.get("test", {}), run.record
         rows.append({"family": p["family"], "variant": p["variant"], "seed": p["seed"], "status": run.status,
                      **{m: test.get(m, float("nan")) for m in ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy")},
-                     "n_params": res.get("n_params"), "steps": p["config"].model.get("steps"),
-                     "epochs": p["config"].epochs, "n_train": res.get("n_images", {}).get("train"),
-                     "wall_time_s": res.get("wall_time_s"), "data_source": res.get("data_source"),
+                     "n_params": rec.n_params, "steps": p["config"].model.get("steps"),
+                     "epochs": p["config"].epochs, "n_train": rec.n_images.get("train"),
+                     "wall_time_s": rec.wall_time_s, "data_source": rec.data_source,
                      "run": run.path.name})
     return Table2Runs(runs, pd.DataFrame(rows))
 

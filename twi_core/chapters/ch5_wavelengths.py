@@ -133,11 +133,7 @@ def figure10_runs(s: presets.Settings, *, store=None, progress: bool = True) -> 
     for seed, config in figure10_configs(s):
         labels = {"grid": "chapter5" if seed else "chapter2", "dataset": config.dataset, "family": "nwm",
                   "variant": config.model.get("readout"), "seed": seed, "preset": s.preset}
-        run = runs.obtain(config, store=store, progress=progress, labels=labels)
-        if run.status == runs.ERROR:
-            last = str(run.result.get("error", "")).strip().splitlines()
-            raise RuntimeError(f"run {run.path.name} failed: {last[0] if last else 'unknown error'}")
-        out[seed] = run
+        out[seed] = runs.obtain(config, store=store, progress=progress, labels=labels).raise_for_error()
     return out
 
 
@@ -182,7 +178,7 @@ def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, d
         val = data.load(cfg.dataset, "val", n=cfg.n_val)
         images = val.images[:s.n_wave]
         history = run.history.set_index("epoch") if len(run.history) else pd.DataFrame()
-        n_train = run.result.get("n_images", {}).get("train", cfg.n_train)
+        n_train = run.record.n_images.get("train", cfg.n_train)
         for epoch in range(0, cfg.epochs + 1):
             if epoch == 0:
                 model = initial_model(cfg)
