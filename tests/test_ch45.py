@@ -172,3 +172,33 @@ def test_ch5_initial_model_is_the_runs_initialisation():
     assert not ours.training
     for (k, a), b in zip(reference.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# -- Figure 10's claim: a correlation against a permutation null ------------------------------------------------------
+
+def test_the_correlation_check_can_hold_fail_and_be_untestable():
+    import numpy as np
+    import pandas as pd
+
+    from twi_core.analysis import claims
+    from twi_core.chapters import ch5_wavelengths as ch5
+
+    rng = np.random.default_rng(3)
+    epochs = np.arange(8.0)
+    rising = [(epochs + rng.normal(0, 0.5, 8), epochs) for _ in range(3)]
+    unrelated = [(rng.normal(size=8), rng.normal(size=8)) for _ in range(3)]
+    assert claims.correlation(rising)["verdict"] == claims.HOLDS
+    noise = claims.correlation(unrelated, n_permutations=2000)
+    assert noise["verdict"] == claims.DOES_NOT_HOLD and noise["p"] > 0.05
+    assert claims.correlation(rising[:2])["verdict"] == claims.NOT_TESTABLE  # 2 seeds
+    flat = [(np.ones(8), epochs)] * 3  # the share above threshold saturated at 100 %: no correlation defined
+    assert claims.correlation(flat)["verdict"] == claims.NOT_TESTABLE
+
+    curves = pd.DataFrame([{"seed": s, "epoch": e, "frac_above": 0.5 + 0.05 * e + 0.01 * s, "val_loss": 1 - 0.1 * e}
+                           for s in range(3) for e in range(5)])
+    claim = ch5.figure10_claim(curves, n_permutations=500)
+    assert claim["verdict"] == claims.HOLDS and claim["n_seeds"] == 3
+    s = ch5.settings("smoke")
+    per_seed, summary = ch5.correlations(curves)
+    caption = ch5.figure10_caption(s, per_seed, summary, claim)
+    assert "**holds**" in caption and "500 within-seed permutations" in caption

@@ -75,6 +75,15 @@ def test_a_changed_shipped_file_is_detected_and_not_served(tiny, tmp_cache, tmp_
     assert any("extra.txt: not listed" in p for p in store.verify(shipped))
 
 
+def test_prune_removes_what_the_plan_no_longer_asks_for(tiny, tmp_cache, tmp_path, shipped):
+    short, longer = config(epochs=1), config(epochs=2)
+    for cfg in (short, longer):
+        _ship(cfg, tmp_path, shipped)
+    removed = store.prune(shipped, keep=[longer])
+    assert [p.name for p in removed] == [runs.run_dir(short, store=shipped).name]
+    assert store.verify(shipped) == [] and store.find(longer, root=shipped) is not None
+
+
 def test_plan_configurations_are_the_papers_models_on_full_splits():
     from twi_core.models import paper_config
 

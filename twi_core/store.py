@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = ["SHIPPED_DIR", "MANIFEST_FILE", "TRAIN_MODES", "MissingRunError", "train_mode", "shipped_dir", "find",
-           "pack", "write_manifest", "verify", "PLAN", "plan_epochs", "plan_configs", "store_config"]
+           "pack", "prune", "write_manifest", "verify", "PLAN", "plan_epochs", "plan_configs", "store_config"]
 
 #: The shipped store, beside the chapters (present in a checkout of the book).
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "book" / "_runs"
@@ -252,6 +252,21 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
     return written
 
 
+def prune(root: str | os.PathLike | None = None, *, keep: Iterable[Any] | None = None) -> list[Path]:
+    """Remove the run folders of the store at ``root`` that no configuration of ``keep`` (default: the whole
+    :data:`PLAN`) asks for, e.g. the shorter runs a longer plan row continued, then rewrite the manifest. Returns the
+    folders removed."""
+    from twi_core import runs
+
+    root = Path(root) if root is not None else shipped_dir()
+    wanted = {runs.run_dir(c, store=root).name for c in (plan_configs() if keep is None else keep)}
+    removed = [folder for folder in sorted(p for p in root.iterdir() if p.is_dir()) if folder.name not in wanted]
+    for folder in removed:
+        shutil.rmtree(folder)
+    write_manifest(root)
+    return removed
+
+
 # -- command line ------------------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_pack.add_argument("work", type=Path, help="the work store")
     p_pack.add_argument("--only", default=None)
     sub.add_parser("verify", help="check the shipped store against its manifest")
+    sub.add_parser("prune", help="remove shipped runs the plan no longer asks for")
     args = parser.parse_args(argv)
 
     from twi_core import runs
@@ -275,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         print(f"{shipped_dir()}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
+    if args.command == "prune":
+        for folder in prune():
+            print(f"removed {folder.name}")
+        return 0
     configs = plan_configs(args.only)
     if args.command == "pack":
         folders = [runs.run_dir(c, store=args.work) for c in configs]

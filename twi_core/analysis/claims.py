@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "welch_interval"]
+__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "correlation", "welch_interval"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -126,3 +126,67 @@ def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confiden
     if diff - half > 0:
         return {**out, "verdict": HOLDS, "reason": f"the {confidence:.0%} interval lies above the level"}
     return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {confidence:.0%} interval reaches the level"}
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def correlation(series: Sequence[tuple[Sequence[float], Sequence[float]]], *, min_seeds: int = 3,
+                n_permutations: int = 10_000, alpha: float = 0.05, seed: int = 0) -> dict:
+    r"""Check "x and y rise together" over checkpoints, one ``(x, y)`` series per seed, against a permutation null.
+
+    The statistic is the mean over seeds of Pearson's :math:`r` between ``x`` and ``y`` along each series. The null
+    hypothesis is that the pairing of ``x`` with ``y`` within a series carries nothing: ``x`` is shuffled within each
+    series independently, ``n_permutations`` times, and
+
+    .. math:: p = \frac{1 + \#\{\bar r_{\text{perm}} \ge \bar r\}}{1 + n_{\text{perm}}}.
+
+    Two quantities that both follow training (each changes with the epoch) correlate under this test too, so *holds*
+    says the two move together, not that one causes the other.
+
+    Parameters
+    ----------
+    series
+        Per seed, the two sequences over its checkpoints (e.g. the share of long wavelengths and −validation loss).
+    min_seeds
+        Seeds with a defined :math:`r` (≥ 3 checkpoints, neither sequence constant) needed for a verdict.
+
+    Returns
+    -------
+    dict
+        ``mean_r, r (per seed), n_seeds, p, n_permutations, verdict, reason``.
+
+    Examples
+    --------
+    >>> up = [(np.arange(6.0), np.arange(6.0) + np.array([0, .1, -.1, 0, .1, 0]))] * 3
+    >>> correlation(up)["verdict"]
+    'holds'
+    >>> correlation([(np.ones(5), np.arange(5.0))] * 3)["reason"]
+    '0 of 3 seeds give a defined correlation (>= 3 checkpoints, neither series constant); the check needs 3'
+    """
+    pairs = [(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y in series]
+    rs = [_pearson(x, y) for x, y in pairs]
+    usable = [(x, y) for (x, y), r in zip(pairs, rs) if np.isfinite(r)]
+    out = {"r": rs, "n_seeds": len(usable), "n_permutations": n_permutations, "alpha": alpha,
+           "mean_r": float(np.mean([r for r in rs if np.isfinite(r)])) if usable else math.nan, "p": math.nan}
+    if len(usable) < min_seeds:
+        return {**out, "verdict": NOT_TESTABLE,
+                "reason": f"{len(usable)} of {len(pairs)} seeds give a defined correlation (>= 3 checkpoints, "
+                          f"neither series constant); the check needs {min_seeds}"}
+    rng = np.random.default_rng(seed)
+    null = np.zeros(n_permutations)
+    for x, y in usable:
+        shuffled = rng.permuted(np.broadcast_to(x, (n_permutations, x.size)), axis=1)
+        xs = shuffled - shuffled.mean(1, keepdims=True)
+        yc = y - y.mean()
+        null += (xs @ yc) / (np.linalg.norm(xs, axis=1) * np.linalg.norm(yc))
+    null /= len(usable)
+    p = float((1 + np.sum(null >= out["mean_r"] - 1e-12)) / (1 + n_permutations))
+    out["p"] = p
+    if out["mean_r"] > 0 and p < alpha:
+        return {**out, "verdict": HOLDS, "reason": f"mean r {out['mean_r']:.2f} > 0, permutation p = {p:.3g} < {alpha:g}"}
+    return {**out, "verdict": DOES_NOT_HOLD,
+            "reason": f"mean r {out['mean_r']:.2f}, permutation p = {p:.3g} (needs r > 0 and p < {alpha:g})"}
