@@ -1,4 +1,5 @@
-"""Browser tests of the built book: every page with a kernel-free scrubber shows a frame, scrubs and plays.
+"""Browser tests of the built book: every page with a kernel-free scrubber shows a frame, scrubs and plays; and of the
+drawable drum on a standalone page (no book build), whose in-page numbers must equal twi_core.drum's.
 
 Uses the built HTML in ``$TWI_BOOK_HTML``; without it, builds the book once per session at the smoke preset (slow).
 Serves it on 127.0.0.1 (random port) and drives Debian's ``/usr/bin/chromium`` through Playwright. Without Chromium the
@@ -16,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -215,3 +217,112 @@ def test_wave_explorer_switches_views_and_plays_without_a_kernel(book_html, serv
         assert _visible_frame_src(page, box) != first, f"{rel}: Play did not advance the frames"
         assert not errors, f"{rel}: JavaScript errors: {errors}"
         page.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The drawable drum: a standalone page from twi_core.viz.drum_widget (no book build), checked against twi_core.drum
+# ----------------------------------------------------------------------------------------------------------------------
+
+DRUM = ".twi-drum"
+
+
+@pytest.fixture
+def drum_page(tmp_path, browser):
+    from twi_core.viz import drum_widget
+
+    path = tmp_path / "drum.html"
+    path.write_text(drum_widget.drawable_drum_page(), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(path.as_uri(), wait_until="load")
+    page.locator(f"{DRUM}[data-ready='1']").wait_for(timeout=30000)
+    yield page, drum_widget.drum_config(), errors
+    page.close()
+
+
+def _python_run(mask, cfg):
+    """Fundamental, peaks and probe of ``mask`` by twi_core.drum, at the page's settings."""
+    from twi_core import drum
+
+    run = drum.simulate(mask, cfg["steps"], cfg["dt"], cfg["c"])
+    trace = run.trace[0]
+    return (drum.fundamental_frequency(trace, cfg["dt"]),
+            drum.spectral_peaks(trace, cfg["dt"], count=cfg["n_modes"]), tuple(run.probes[0, 0]))
+
+
+def test_drawable_drum_mouse_stroke_paints_and_rings(drum_page):
+    page, cfg, errors = drum_page
+    n = cfg["grid"]
+    root = page.locator(DRUM).first
+    assert root.get_attribute("data-state") == "done"                 # the initial shape has been struck already
+    assert page.evaluate("() => window.twiDrum.clear().run()") is None
+    assert root.get_attribute("data-state") == "empty" and root.get_attribute("data-free-cells") == "0"
+    # one horizontal stroke with the real mouse (Chromium's input events, pointerdown / move / up)
+    board = page.locator(f"{DRUM} canvas").first.bounding_box()
+    cell = board["width"] / n
+
+    def at(i, j):
+        return board["x"] + (j + 0.5) * cell, board["y"] + (i + 0.5) * cell
+
+    row, c0, c1 = 20, 8, 34
+    page.mouse.move(*at(row, c0))
+    page.mouse.down()
+    page.mouse.move(*at(row, c1), steps=6)                           # a fast stroke: few events, no gaps allowed
+    page.mouse.up()
+    painted = np.array(page.evaluate("() => window.twiDrum.getMask()"), dtype=bool)
+    r = cfg["brush"]
+    expected = np.zeros((n, n), dtype=bool)
+    expected[row - r:row + r + 1, c0 - r:c1 + r + 1] = True           # the brush's square dab swept along the row
+    assert np.array_equal(painted, expected), f"painted {np.argwhere(painted ^ expected).tolist()[:8]} wrongly"
+    # the stroke ended a run (the page rings on pointer-up); it is a (2r+1) x (c1-c0+2r+1) rectangle of free neurons
+    assert root.get_attribute("data-state") == "done"
+    f_page = float(root.get_attribute("data-fundamental"))
+    f_py, _, probe = _python_run(painted, cfg)
+    assert abs(f_page / f_py - 1) < 5e-3
+    assert abs(f_page / f_py - 1) < 1e-9                             # same scheme, same order of operations
+    assert root.get_attribute("data-probe") == f"{probe[0]},{probe[1]}"
+    assert not errors, errors
+
+
+def test_drawable_drum_square_matches_twi_core_drum(drum_page):
+    from twi_core import drum, sound
+
+    page, cfg, errors = drum_page
+    n, side = cfg["grid"], 30
+    mask = np.zeros((n, n), dtype=bool)
+    mask[5:5 + side + 1, 9:9 + side + 1] = drum.square_mask(side)     # off-centre, so no symmetry of the board helps
+    result = page.evaluate("(m) => window.twiDrum.setMask(m).run()", mask.astype(int).tolist())
+    f_py, peaks_py, probe = _python_run(mask, cfg)
+    f_page = page.evaluate("() => window.twiDrum.fundamental()")
+    assert result["fundamental"] == f_page
+    assert float(page.locator(DRUM).first.get_attribute("data-fundamental")) == f_page
+    assert result["freeCells"] == (side - 1) ** 2 and tuple(result["probe"]) == probe
+    assert abs(f_page / f_py - 1) < 5e-3                             # the brief's tolerance ...
+    assert abs(f_page / f_py - 1) < 1e-9                             # ... and what the transcription actually achieves
+    # and both ring where the theory of the discrete square says (trace length limits the peak's accuracy)
+    assert f_page == pytest.approx(float(drum.discrete_square_fundamental(side, cfg["dt"], cfg["c"])), rel=1e-4)
+    np.testing.assert_allclose(result["peaks"], peaks_py, rtol=1e-9)
+    # the tone is sound.tone on the eigenvalues of those peaks, sample for sample (float32 rounding)
+    samples = np.array(page.evaluate("() => Array.from(window.twiDrum.toneSamples())"))
+    lam = drum.eigenvalue_from_frequency(np.asarray(peaks_py), cfg["dt"], cfg["c"])
+    wave = sound.tone(lam, reference=cfg["reference_eigenvalue"], base_hz=cfg["base_hz"], seconds=cfg["seconds"],
+                      sample_rate=cfg["sample_rate"], decay_s=cfg["decay_s"])
+    assert samples.shape == wave.shape
+    np.testing.assert_allclose(samples, wave, atol=2e-6)
+    # the button strikes and plays without an error (a click is the user gesture Web Audio asks for)
+    page.get_by_role("button", name="strike and listen").click()
+    page.wait_for_timeout(300)
+    assert page.locator(DRUM).first.get_attribute("data-audio") == "played"
+    assert not errors, errors
+
+
+def test_drawable_drum_isospectral_presets_ring_alike(drum_page):
+    page, cfg, errors = drum_page
+    f = {}
+    for name in ("gww1", "gww2"):
+        f[name] = page.evaluate(f"() => window.twiDrum.preset('{name}').run().fundamental")
+    mask = np.array(page.evaluate("() => window.twiDrum.getMask()"), dtype=bool)
+    assert abs(f["gww1"] / f["gww2"] - 1) < 1e-6                       # different shapes, one fundamental
+    assert abs(f["gww2"] / _python_run(mask, cfg)[0] - 1) < 1e-9
+    assert not errors, errors

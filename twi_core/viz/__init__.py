@@ -7,12 +7,15 @@
 - :mod:`twi_core.viz.palette`: the fixed class palette every page uses (:func:`class_palette`, :func:`colorize`).
 - :mod:`twi_core.viz.receptive`: receptive-field figures of chapter 4.
 - :mod:`twi_core.viz.explorer`: the wave explorer, kernel-free (:func:`static_explorer`) or live (:func:`explore`).
+- :mod:`twi_core.viz.drum_widget`: a drum the reader draws, simulated, plotted and played in the page's own JavaScript
+  (:func:`drawable_drum`; no kernel).
 """
 
 from __future__ import annotations
 
 from twi_core.viz.animation import SCRUBBER_CLASS, frames_to_rgb, gif_bytes, save_gif, scrubber, show_gif, stride_phrase
+from twi_core.viz.drum_widget import DRUM_CLASS, drawable_drum
 from twi_core.viz.explorer import EXPLORER_CLASS, explore, static_explorer
 
-__all__ = ["SCRUBBER_CLASS", "EXPLORER_CLASS", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif",
+__all__ = ["SCRUBBER_CLASS", "EXPLORER_CLASS", "DRUM_CLASS", "drawable_drum", "frames_to_rgb", "gif_bytes", "save_gif", "scrubber", "show_gif",
            "stride_phrase", "explore", "static_explorer"]
