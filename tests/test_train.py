@@ -346,3 +346,17 @@ def test_a_bad_state_is_never_executed_and_never_a_permanent_failure(tiny, tmp_p
     assert not marker.exists()                                          # nothing in the file ran
     assert result["status"] == "complete" and len(result["history"]) == 2
     assert (run_dir / "state.pt.corrupt").exists()
+
+
+def test_a_model_option_the_family_does_not_have_fails_when_the_config_is_made():
+    from twi_core.models import paper_config
+    from twi_core.models.cnn import CNNConfig
+
+    base = paper_config("tetrominoes", "cnn", 4)
+    cfg = TrainConfig(dataset="tetrominoes", model=base, epochs=1)
+    assert isinstance(cfg.model_config, CNNConfig) and cfg.model_config.depth == 4
+    assert cfg.model == base  # the mapping as given: the key does not see defaults
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['readout'\] for model 'cnn' \(CNNConfig\)"):
+        TrainConfig(dataset="tetrominoes", model={**base, "readout": "fft"}, epochs=1)
+    with pytest.raises(ValueError, match="depth"):
+        TrainConfig(dataset="tetrominoes", model={**base, "depth": 0}, epochs=1)

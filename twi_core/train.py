@@ -97,6 +97,8 @@ class TrainConfig:
             raise TypeError(f"model must be a dict of build kwargs with a 'name' str; got {self.model!r}")
         # A plain dict copy, so that the config cannot change under its key.
         object.__setattr__(self, "model", json.loads(json.dumps(dict(self.model))))
+        if self.model["name"] in _model_names():
+            self.model_config  # an unknown option or invalid value fails here, naming it, not when training starts
         for name in ("seed", "epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -121,6 +123,15 @@ class TrainConfig:
                 raise ValueError(f"budget_minutes must be None or a positive number; got {budget!r}")
             object.__setattr__(self, "budget_minutes", float(budget))
 
+    @property
+    def model_config(self):
+        """The typed model configuration (:func:`twi_core.models.model_config`: a frozen ``NWMConfig``,
+        ``ConvLSTMConfig``, ``CNNConfig`` or ``UNetConfig`` with defaults filled in). :attr:`model` stays the mapping
+        as given, so the key of a stored run does not change when a model gains a defaulted option."""
+        from twi_core.models import model_config
+
+        return model_config(**self.model)
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
         return {f.name: (dict(getattr(self, f.name)) if f.name == "model" else getattr(self, f.name))
@@ -144,6 +155,12 @@ class TrainConfig:
         """
         blob = json.dumps({"config": self.to_dict(), "training_format": TRAINING_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _model_names() -> tuple[str, ...]:
+    from twi_core.models.registry import MODELS
+
+    return tuple(MODELS)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -17,6 +17,7 @@ from twi_core.models.registry import (
     count_parameters,
     from_reference_config,
     load_reference_checkpoint,
+    model_config,
     paper_config,
     paper_rows,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "from_reference_config",
     "load_checkpoint",
     "load_reference_checkpoint",
+    "model_config",
     "nwm_rollout_plain",
     "nwm_step",
     "num_frequency_bins",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Mapping
 
@@ -22,6 +23,7 @@ __all__ = [
     "count_parameters",
     "from_reference_config",
     "load_reference_checkpoint",
+    "model_config",
     "paper_config",
     "paper_rows",
 ]
@@ -87,28 +89,48 @@ def build(name: str, *, in_channels: int, num_classes: int, image_size: int, **o
     >>> count_parameters(build(**model.config))
     176124
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    cls = MODELS[name]
-    config_type = {NWM: "NWMConfig", ConvLSTM: "ConvLSTMConfig", CNN: "CNNConfig", UNet: "UNetConfig"}[cls]
-    accepted = set(_config_fields(cls))
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        valid = sorted(accepted - {"in_channels", "num_classes", "image_size"})
-        raise ValueError(f"unknown option(s) {unknown} for model {name!r} ({config_type}); expected some of {valid}")
-    return cls(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **options)
+    model_config(name=name, in_channels=in_channels, num_classes=num_classes, image_size=image_size, **options)
+    return MODELS[name](in_channels=in_channels, num_classes=num_classes, image_size=image_size, **options)
 
 
-def _config_fields(cls: type[nn.Module]) -> tuple[str, ...]:
-    from dataclasses import fields
-
+def _config_types() -> dict[str, type]:
     from twi_core.models.cnn import CNNConfig
     from twi_core.models.conv_lstm import ConvLSTMConfig
     from twi_core.models.nwm import NWMConfig
     from twi_core.models.unet import UNetConfig
 
-    config = {NWM: NWMConfig, ConvLSTM: ConvLSTMConfig, CNN: CNNConfig, UNet: UNetConfig}[cls]
-    return tuple(f.name for f in fields(config))
+    return {"nwm": NWMConfig, "lstm": ConvLSTMConfig, "cnn": CNNConfig, "unet": UNetConfig}
+
+
+def model_config(name: str, **options: Any):
+    """The typed, validated configuration of ``build(name, **options)``: a frozen :class:`NWMConfig`,
+    :class:`ConvLSTMConfig`, :class:`CNNConfig` or :class:`UNetConfig` (defaults filled in).
+
+    Raises
+    ------
+    ValueError
+        An unknown model name or option (the message lists the accepted ones), or an invalid value.
+
+    Examples
+    --------
+    >>> model_config(**paper_config("tetrominoes", "nwm", "linear")).steps
+    100
+    >>> model_config("cnn", in_channels=3, num_classes=6, image_size=64, depht=4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown option(s) ['depht'] for model 'cnn' (CNNConfig); expected some of ['depth', ...]
+    """
+    types = _config_types()
+    if name not in types:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(types)}")
+    config_type = types[name]
+    accepted = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        valid = sorted(accepted - {"in_channels", "num_classes", "image_size"})
+        raise ValueError(f"unknown option(s) {unknown} for model {name!r} ({config_type.__name__}); expected some of "
+                         f"{valid}")
+    return config_type(**options)
 
 
 def paper_config(dataset: str, family: str, variant: Any) -> dict[str, Any]:
