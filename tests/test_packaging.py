@@ -211,3 +211,59 @@ def test_pip_install_then_reproduce_dry_run_outside_a_checkout(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count(" to run\n") == 3 and "tetrominoes-nwm-linear" in run.stdout
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # a dry run writes nothing
+
+
+# -- the environment variables' table in the README -------------------------------------------------------------------
+
+def _env_reads(path: Path) -> set[str]:
+    """Literal names of the environment variables a Python file reads: ``os.environ.get("X")``, ``os.getenv("X")``,
+    ``os.environ["X"]``, ``"X" in os.environ`` and ``os.environ.setdefault("X", ...)`` (a default for a read)."""
+    def is_environ(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "environ") or \
+            (isinstance(node, ast.Name) and node.id == "environ")
+
+    def literal(node: ast.AST) -> str | None:
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Attribute) and (
+                    (func.attr in ("get", "setdefault", "pop") and is_environ(func.value)) or func.attr == "getenv"):
+                names.add(literal(node.args[0]))
+        elif isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, ast.Load):
+            names.add(literal(node.slice))
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)) \
+                and is_environ(node.comparators[0]):
+            names.add(literal(node.left))
+    return {n for n in names if n}
+
+
+def _readme_variables() -> set[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+
+
+def test_every_environment_variable_read_is_in_the_readme():
+    read = set()
+    for folder in ("twi_core", "tests", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            read |= _env_reads(path)
+    # CI's script: every TWI_ variable it sets or reads
+    read |= set(re.findall(r"\bTWI_[A-Z0-9_]+", (ROOT / ".ci" / "run").read_text(encoding="utf-8")))
+    assert {"TWI_PRESET", "TWI_DATA_DIR", "XDG_CACHE_HOME", "TWI_REQUIRE_BROWSER"} <= read  # the scan sees them
+    documented = _readme_variables()
+    assert not read - documented, f"add these to the README's environment variables: {sorted(read - documented)}"
+    assert not documented - read, f"the README documents variables nothing reads: {sorted(documented - read)}"
+
+
+def test_the_env_scan_sees_each_way_of_reading(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nfrom os import environ\n"
+                     "a = os.environ.get('A_VAR')\nb = os.getenv('B_VAR', '1')\nc = os.environ['C_VAR']\n"
+                     "d = 'D_VAR' in os.environ\nos.environ.setdefault('E_VAR', 'x')\nf = environ.get('F_VAR')\n"
+                     "os.environ['NOT_READ'] = '1'\n", encoding="utf-8")
+    assert _env_reads(probe) == {"A_VAR", "B_VAR", "C_VAR", "D_VAR", "E_VAR", "F_VAR"}
