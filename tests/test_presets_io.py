@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +104,16 @@ def test_paths_follow_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("TWI_DATA_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     assert paths.data_dir() == tmp_path / "c" / "twi" / "data"
+
+
+def test_the_tests_and_their_kernels_use_a_private_cache():
+    # tests/conftest.py moves every cache into a temporary folder; a notebook kernel (a child process) inherits it.
+    private = Path(os.environ["TWI_TESTS_CACHE"])
+    assert paths.cache_root() == private / "xdg" / "twi"
+    assert not paths.cache_root().is_relative_to(Path.home() / ".cache")
+    code = "from twi_core import paths; print(paths.cache_root(), paths.data_dir(), paths.runs_dir(), sep='|')"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert child.stdout.strip().split("|") == [str(paths.cache_root()), str(paths.data_dir()), str(paths.runs_dir())]
 
 
 def test_cli_version_and_help(capsys):

@@ -27,10 +27,12 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from twi_core import paths, presets
-from twi_core.train import TrainConfig
+
+if TYPE_CHECKING:  # twi_core.train imports torch; `twi --help` and `twi reproduce --help` must not pay for it
+    from twi_core.train import TrainConfig
 
 __all__ = ["GRIDS", "Grid", "Point", "RUN_PRESETS", "EXECUTORS", "CLI_COMMANDS", "train_config", "expand", "run_grid",
            "aggregate", "render_table", "paper_table", "default_notebook", "grid_table", "preset_table",
@@ -175,6 +177,7 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
     (2, 1, 16)
     """
     from twi_core.models import paper_config
+    from twi_core.train import TrainConfig
 
     if "seeds" in overrides:
         raise ValueError("'seeds' is a grid setting; pass seed=... for one run")
@@ -220,11 +223,25 @@ def expand(grid: str, *, preset: str | None = "book", seeds: Sequence[int] | Non
 
 
 def default_notebook() -> Path:
-    """``book/run.ipynb`` of the checkout the package was imported from (an editable install)."""
-    path = Path(__file__).resolve().parents[1] / "book" / "run.ipynb"
-    if not path.exists():
-        raise FileNotFoundError(f"the run notebook is not at {path}; pass --notebook PATH")
-    return path
+    """The run notebook: ``book/run.ipynb`` of a checkout, else the copy installed with the package.
+
+    In a checkout (an editable install) the book's own notebook is used, so an edit to it takes effect at once. An
+    installed package (``pip install .``, no checkout around it) carries a byte-identical copy as package data,
+    ``twi_core/resources/run.ipynb`` (``tests/test_packaging.py`` keeps the two equal).
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither exists (a broken install); the message says to pass ``--notebook``.
+    """
+    checkout = Path(__file__).resolve().parents[1] / "book" / "run.ipynb"
+    if checkout.is_file():
+        return checkout
+    # A wheel is unpacked into site-packages, so the resource is a real file papermill can open by path.
+    packaged = Path(str(resources.files("twi_core") / "resources" / "run.ipynb"))
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"the run notebook is neither at {checkout} nor at {packaged}; pass --notebook PATH")
 
 
 # -- running one point ------------------------------------------------------------------------------------------------
@@ -687,7 +704,8 @@ def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0..n-1 for the preset's n)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="settings",
                    help=f"override a preset value; keys: {', '.join(RUN_PRESETS['book'])}")
-    p.add_argument("--notebook", default=None, help="the run notebook (default: book/run.ipynb of this checkout)")
+    p.add_argument("--notebook", default=None,
+                   help="the run notebook (default: book/run.ipynb of this checkout, else the installed copy)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done, run nothing")
     p.add_argument("--cluster", default=None, help="submitit cluster for --executor slurm (default: detect; 'local' "

