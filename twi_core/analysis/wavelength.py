@@ -41,6 +41,19 @@ The paper's summary statistic, the percentage of locations whose wavelength exce
 meaningful with forward differences: under centred differences every value is at least 2.83 px and the percentage is
 100 % by construction. This module defaults to forward differences for that reason.
 
+The paper's estimator
+---------------------
+The paper writes the wavelength as "the spatial gradient of this phase" and picks the 1.5 threshold as "large enough
+to ignore the peak at 1 due to discretization". Neither complex-multiplication scheme has a peak at 1: their
+smallest values are 1.41 and 2.83 px. A peak at 1 px is what forward differences of the **wrapped** phase give, without
+re-wrapping the difference: where the phase wraps from :math:`\pi` to :math:`-\pi` between two neighbours the
+difference is close to :math:`2\pi` and :math:`\lambda = 2\pi/|\nabla\varphi| \approx 1` px (0.71 px where the
+wrap line crosses both axes). Everywhere else that scheme agrees with ``"forward"``. We therefore take
+:math:`\lambda = 2\pi/|\nabla\varphi|` in pixels with :math:`\nabla\varphi` the forward difference of
+:math:`\arg z` as the paper's estimator (``scheme="wrapped"``, :data:`PAPER_SCHEME`). This is a reconstruction from
+the text, not the authors' code, which is not public. On a plane wave of wavelength :math:`\lambda` a share of about
+:math:`1/\lambda` of the locations sits on a wrap line, and the 1.5 px threshold removes exactly those.
+
 What is *not* done: no band-pass filter (the NWM's traces are short, 100 samples, and carry no slow drift besides the
 mean), and no "generalized phase" repair of negative-frequency epochs. Edge effects of the Hilbert transform on a
 short trace are real; ``trim`` drops a fraction of the steps at both ends after the transform.
@@ -70,7 +83,7 @@ import numpy as np
 from twi_core._arrays import as_numpy
 from scipy.signal import hilbert
 
-__all__ = ["SCHEMES", "analytic_signal", "fraction_above", "instantaneous_phase", "phase_gradient", "plane_wave",
+__all__ = ["SCHEMES", "EXACT_SCHEMES", "PAPER_SCHEME", "analytic_signal", "fraction_above", "instantaneous_phase", "phase_gradient", "plane_wave",
            "resolution_floor", "standing_wave", "wavelength_field", "wavelength_histogram"]
 
 
@@ -168,10 +181,27 @@ def _centred(z: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
     return np.concatenate([first, inner, last], axis=axis)                                # (..., n, ...)
 
 
-#: Difference schemes for the spatial phase gradient, by name.
-SCHEMES: dict[str, Callable[[np.ndarray, int, bool], np.ndarray]] = {"forward": _forward, "centred": _centred}
+def _wrapped(z: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+    """``arg z[i+1] - arg z[i]``: forward differences of the *wrapped* phase, not re-wrapped (the paper's, as we read
+    it). Across a line where the phase wraps from π to -π the difference is close to ±2π, a spurious wavelength of
+    about 1 px."""
+    phase = np.angle(z)
+    if periodic:
+        return np.roll(phase, -1, axis=axis) - phase
+    d = np.diff(phase, axis=axis)
+    return np.concatenate([d, np.take(d, [-1], axis=axis)], axis=axis)
 
-_FLOORS = {"forward": np.sqrt(2.0), "centred": 2.0 * np.sqrt(2.0)}
+
+#: Difference schemes for the spatial phase gradient, by name: ``forward`` and ``centred`` by complex multiplication
+#: (exact for resolved plane waves), ``wrapped`` the paper's estimator as reconstructed in the module notes.
+SCHEMES: dict[str, Callable[[np.ndarray, int, bool], np.ndarray]] = {"forward": _forward, "centred": _centred,
+                                                                      "wrapped": _wrapped}
+#: The schemes that recover every location of a resolved plane wave exactly (no phase-wrap artefacts).
+EXACT_SCHEMES = ("centred", "forward")
+#: The paper's estimator, as reconstructed from its text (module notes, "The paper's estimator").
+PAPER_SCHEME = "wrapped"
+
+_FLOORS = {"forward": np.sqrt(2.0), "centred": 2.0 * np.sqrt(2.0), "wrapped": 1.0 / np.sqrt(2.0)}
 
 
 def _check_scheme(scheme: str) -> str:
@@ -199,7 +229,7 @@ def phase_gradient(z, *, scheme: str = "forward", periodic: bool = True) -> tupl
     ----------
     z : numpy.ndarray, complex, shape ``(..., H, W)``
         Analytic signal (any leading axes).
-    scheme : {"forward", "centred"}
+    scheme : {"forward", "centred", "wrapped"}
         Difference scheme, see :data:`SCHEMES` and the module notes on the resolution floor.
     periodic : bool
         Wrap neighbours around the edges (a torus, as the NWM's circular padding); otherwise one-sided at the edges.
@@ -234,7 +264,7 @@ def wavelength_field(x, *, time_axis: int = 1, scheme: str = "forward", periodic
         Traces; the package's hidden-state layout ``(B, T, C, H, W)`` has ``time_axis=1``.
     time_axis : int
         The time axis.
-    scheme : {"forward", "centred"}
+    scheme : {"forward", "centred", "wrapped"}
         Difference scheme of the phase gradient (module notes: the 1.5 px threshold needs ``"forward"``).
     periodic : bool
         Treat the two spatial axes as periodic (True for NWM states, whose convolutions pad circularly).

@@ -92,7 +92,7 @@ def synthetic_validation(*, size: int = 64, steps: int = 60, period: float = 12.
             for direction in directions:
                 x = make(size=(size, size), steps=steps, wavelength=float(lam), direction=float(direction),
                          period=period)                                   # (T, H, W)
-                for scheme in sorted(wl.SCHEMES):
+                for scheme in sorted(wl.SCHEMES):  # the two exact schemes and the paper's (wrapped) one
                     est = wl.wavelength_field(x, time_axis=0, scheme=scheme, periodic=False)
                     defined = est[~np.isnan(est)]
                     rows.append({"wave": kind, "wavelength": lam, "direction_deg": round(np.degrees(direction), 1),
