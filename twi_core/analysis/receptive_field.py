@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["distance_map", "input_gradient", "mass_radius", "state_gradients"]
+__all__ = ["distance_map", "feedforward_size", "input_gradient", "mass_radius", "state_gradients"]
 
 
 def _image(image) -> torch.Tensor:
@@ -186,3 +186,35 @@ def mass_radius(grad_map, *, center, mass: float = 0.9, periodic: bool = False) 
     cum = np.cumsum(g.ravel()[order])
     k = int(np.searchsorted(cum, mass * total * (1 - 1e-12)))
     return float(d[order][min(k, d.size - 1)])
+
+
+def feedforward_size(module: torch.nn.Module) -> int:
+    r"""Side (px) of the theoretical receptive field of a chain of stride-1 convolutions (the paper's Figure 7).
+
+    Each :math:`k\times k` convolution with dilation :math:`d` widens it by :math:`(k-1)d`:
+    :math:`s = 1 + \sum_\ell (k_\ell - 1) d_\ell`. Every ``Conv2d`` inside ``module`` is taken to lie on one path,
+    so pass one encoder (``nwm.y0_encoder``), not a model whose encoders run in parallel.
+
+    Raises
+    ------
+    ValueError
+        A convolution with a stride other than 1 (the formula would not hold), or no convolution at all.
+
+    Examples
+    --------
+    >>> from twi_core.models import build, paper_config
+    >>> nwm = build(**paper_config("tetrominoes", "nwm", "linear"))
+    >>> feedforward_size(nwm.y0_encoder), feedforward_size(nwm.omega_encoder)
+    (9, 7)
+    >>> feedforward_size(build(**paper_config("tetrominoes", "cnn", 8)).encoder)
+    17
+    """
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(module).__name__} holds no Conv2d; pass an encoder")
+    size = 1
+    for conv in convs:
+        if tuple(conv.stride) != (1, 1):
+            raise ValueError(f"{conv} has stride {conv.stride}; feedforward_size needs stride-1 convolutions")
+        size += max((k - 1) * d for k, d in zip(conv.kernel_size, conv.dilation))
+    return size

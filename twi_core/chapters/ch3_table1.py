@@ -18,7 +18,7 @@ earlier live ``book`` runs (450 training images) sat at chance, which is why the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from twi_core import presets
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "provenance", "paper_robustness", "robustness_table",
+           "claims", "chance_levels", "figure7", "provenance", "paper_robustness", "robustness_table",
            "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
@@ -200,6 +200,32 @@ def gif_row(frames: list[np.ndarray], samples, label: str, *, fps: float = 10, w
                      f'style="image-rendering:pixelated" src="data:image/gif;base64,{src}"/>'
                      f'<figcaption style="text-align:center;font-size:80%">{label}, sample {i}</figcaption></figure>')
     return "<div>" + "".join(cells) + "</div>"
+
+
+def figure7(datasets: Sequence[str] = ("tetrominoes", "mnist"), *, cnn_depths: Sequence[int] = (2, 4, 8)):
+    """The inputs of the paper's Figure 7 ("Example of Receptive Field"): one validation image per dataset and the
+    feed-forward receptive fields of the NWM's encoders and of CNNs of a few depths, from the paper's configurations
+    (:func:`twi_core.analysis.receptive_field.feedforward_size`).
+
+    Returns
+    -------
+    (examples, sizes)
+        ``{dataset title: (image, mask)}`` and ``{model: side in px}``, for :func:`twi_core.viz.receptive.receptive_field_boxes`.
+    """
+    from twi_core import data, models
+    from twi_core.analysis.receptive_field import feedforward_size
+
+    nwm = models.build(**models.paper_config(datasets[0], "nwm", "linear"))
+    sizes = {"NWM initial-state encoder": feedforward_size(nwm.y0_encoder),
+             "NWM ω, α encoders": feedforward_size(nwm.omega_encoder)}
+    sizes.update({f"CNN L = {L}": feedforward_size(models.build(**models.paper_config(datasets[0], "cnn", L)).encoder)
+                  for L in cnn_depths})
+    examples = {}
+    for name in datasets:
+        split = data.load(name, "val", n=1)
+        examples[name.replace("_", "-").title().replace("Mnist", "MNIST")] = (split.images[0].numpy(),
+                                                                              split.masks[0].numpy())
+    return examples, sizes
 
 
 def provenance_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["receptive_field_figure", "radius_plot", "separability_plot", "threshold_vs_loss", "wavelength_distributions"]
+__all__ = ["receptive_field_boxes", "receptive_field_figure", "radius_plot", "separability_plot", "threshold_vs_loss", "wavelength_distributions"]
 
 
 def _show(ax, grad: np.ndarray, pixel, title: str, image: np.ndarray | None, window: int | None = None) -> None:
@@ -141,4 +141,40 @@ def separability_plot(table, spectra: Mapping[str, np.ndarray], *, k_max: int = 
     b.set_xlabel("singular value index k")
     b.set_ylabel("share of variance s_k² / Σ s²")
     b.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def receptive_field_boxes(examples: Mapping[str, tuple[np.ndarray, np.ndarray]], sizes: Mapping[str, int], *,
+                          title: str | None = None) -> Figure:
+    """The paper's Figure 7: one image per dataset with square receptive fields drawn around an object pixel.
+
+    Parameters
+    ----------
+    examples
+        ``{dataset label: (image (C, H, W) or (H, W), mask (H, W))}``; the boxes are centred on the foreground pixel
+        nearest the centroid of the first object class present.
+    sizes
+        ``{model label: side in px}`` (:func:`twi_core.analysis.receptive_field.feedforward_size`).
+    """
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(1, len(examples), figsize=(3.4 * len(examples), 3.6), constrained_layout=True,
+                             squeeze=False)
+    colours = plt.cm.tab10(np.arange(len(sizes)))
+    for ax, (label, (image, mask)) in zip(axes[0], examples.items()):
+        image, mask = np.asarray(image), np.asarray(mask)
+        shown = image.transpose(1, 2, 0) if image.ndim == 3 and image.shape[0] == 3 else image.reshape(mask.shape)
+        ax.imshow(shown, cmap=None if shown.ndim == 3 else "gray", interpolation="nearest")
+        ys, xs = np.nonzero(mask == np.unique(mask[mask > 0])[0])
+        k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+        cy, cx = ys[k], xs[k]
+        for colour, (name, side) in zip(colours, sizes.items()):
+            ax.add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False, lw=1.6, ec=colour,
+                                   label=f"{name}: {side}×{side} px"))
+        ax.plot(cx, cy, "+", color="w", ms=8)
+        ax.set_title(f"{label} ({mask.shape[0]}×{mask.shape[1]} px)", fontsize=9)
+        ax.set_xticks([]); ax.set_yticks([])
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
