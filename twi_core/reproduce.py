@@ -700,6 +700,10 @@ def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
 
 def _reproduce(args: argparse.Namespace) -> int:
     env_preset = os.environ.get("TWI_PRESET")
+    if env_preset and env_preset not in presets.PRESETS:  # a misspelt variable first, not "they disagree"
+        print(f"twi reproduce: error: TWI_PRESET: got {env_preset!r}; expected one of {list(presets.PRESETS)}",
+              file=sys.stderr)
+        return 2
     if args.preset and env_preset and env_preset != args.preset:
         print(f"twi reproduce: error: --preset {args.preset} and TWI_PRESET={env_preset} disagree; drop one of them",
               file=sys.stderr)

@@ -150,10 +150,38 @@ def load(path: str | os.PathLike) -> Run:
     result = read_json(path / RESULT_FILE)  # ValueError when truncated or corrupt
     if not isinstance(result, dict) or not {"config", "key", "status"} <= set(result):
         raise ValueError(f"{path / RESULT_FILE} is not a run record (needs config, key and status)")
+    if not isinstance(result["config"], dict):
+        raise ValueError(f"{path / RESULT_FILE}: 'config' must be a dict of TrainConfig fields; got "
+                         f"{type(result['config']).__name__}")
     config = TrainConfig.from_dict(result["config"])
+    _check_record(path / RESULT_FILE, result, config)
     if result["status"] == COMPLETE and "test" not in result.get("metrics", {}):
         raise ValueError(f"{path / RESULT_FILE} says complete but has no test metrics")
     return Run(path=path, config=config, result=result)
+
+
+def _check_record(file: Path, result: dict, config: TrainConfig) -> None:
+    """The parts of a record that readers (aggregation, the pages) use without further checks.
+
+    A record that passes :func:`load` must never crash a reader or enter a table as a wrong number: metrics are
+    ``{split: {name: number or None}}``, labels a dict, and the key the configuration's own (for records of the
+    current training format; older ones keep the key they were trained under).
+    """
+    from twi_core.train import TRAINING_FORMAT
+
+    metrics = result.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise ValueError(f"{file}: 'metrics' must be {{split: {{metric: value}}}}; got {metrics!r:.80}")
+    for split, values in metrics.items():
+        bad = {k: v for k, v in values.items() if v is not None and (isinstance(v, bool) or
+                                                                     not isinstance(v, (int, float)))}
+        if bad:
+            raise ValueError(f"{file}: metrics of {split!r} must be numbers or null; got {bad!r:.80}")
+    if not isinstance(result.get("labels", {}), dict):
+        raise ValueError(f"{file}: 'labels' must be a dict; got {type(result['labels']).__name__}")
+    if result.get("training_format", TRAINING_FORMAT) == TRAINING_FORMAT and result["key"] != config.key():
+        raise ValueError(f"{file}: its key {result['key']!r} is not its configuration's ({config.key()!r}): an edited "
+                         "or mixed-up record")
 
 
 def _finished(path: Path, key: str) -> Run | None:
@@ -174,7 +202,9 @@ def _finished(path: Path, key: str) -> Run | None:
     checkpoint = path / CHECKPOINT_FILE
     if run.status == COMPLETE and checkpoint.exists():
         try:  # weights_only inside: a crafted file fails here instead of running code
-            _weights(checkpoint)
+            from twi_core.train import check_weights
+
+            check_weights(run.config, _weights(checkpoint))  # and they fit the model, or .model() fails later
         except Exception as err:
             from twi_core.train import set_aside
 
@@ -231,6 +261,10 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
             return shipped
     if mode == "never":
         raise _shipped.MissingRunError(_shipped.missing_message(config))
+    lock = path / LOCK_FILE
+    if lock.exists() and not lock.is_file():  # a folder (or device) where the lock file belongs: cannot be locked
+        return record_error(config, f"the training lock {lock} is not a file; remove it and run again", store=store,
+                            labels=labels)
     with _training_lock(path, progress=progress):
         found = _finished(path, config.key())  # another process may have finished it while this one waited
         if found is not None:
