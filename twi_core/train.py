@@ -230,7 +230,9 @@ def check_weights(config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> N
     """
     with torch.device("meta"):
         model = _build_model(config.model)
-    model.load_state_dict(weights, strict=True)
+    # assign=True: the throwaway model takes the tensors as they are (copying into meta parameters would be a no-op
+    # that warns); keys and shapes are checked either way.
+    model.load_state_dict(weights, strict=True, assign=True)
 
 
 def _check_resumable(config: TrainConfig, state: Mapping[str, Any]) -> None:
@@ -242,7 +244,7 @@ def _check_resumable(config: TrainConfig, state: Mapping[str, Any]) -> None:
     """
     with torch.device("meta"):
         model = _build_model(config.model)
-    model.load_state_dict(state["model"], strict=True)
+    model.load_state_dict(state["model"], strict=True, assign=True)  # as in check_weights
     torch.optim.Adam(model.parameters(), lr=config.lr).load_state_dict(state["optimizer"])
     rng = state["rng"]
     torch.Generator().set_state(rng["torch"])
