@@ -230,9 +230,21 @@ def check_weights(config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> N
     """
     with torch.device("meta"):
         model = _build_model(config.model)
-    # assign=True: the throwaway model takes the tensors as they are (copying into meta parameters would be a no-op
-    # that warns); keys and shapes are checked either way.
-    model.load_state_dict(weights, strict=True, assign=True)
+    _load_into_meta(model, weights)
+
+
+def _load_into_meta(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """``load_state_dict`` into a meta-device model: keys and shapes checked, nothing copied.
+
+    Copying into a meta parameter is a no-op that torch warns about once per parameter; the warning is silenced here
+    because the no-op is the point. (``assign=True`` would be quieter but makes the throwaway model's parameters
+    views of the stored tensors, and a resumed run then no longer matched an uninterrupted one: tested.)
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*copying from a non-meta parameter.*", category=UserWarning)
+        model.load_state_dict(weights, strict=True)
 
 
 def _check_resumable(config: TrainConfig, state: Mapping[str, Any]) -> None:
@@ -244,7 +256,7 @@ def _check_resumable(config: TrainConfig, state: Mapping[str, Any]) -> None:
     """
     with torch.device("meta"):
         model = _build_model(config.model)
-    model.load_state_dict(state["model"], strict=True, assign=True)  # as in check_weights
+    _load_into_meta(model, state["model"])
     torch.optim.Adam(model.parameters(), lr=config.lr).load_state_dict(state["optimizer"])
     rng = state["rng"]
     torch.Generator().set_state(rng["torch"])
