@@ -42,8 +42,8 @@ def test_unknown_fields_are_kept_and_written_back(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ({"config": CFG.to_dict(), "key": "k"}, "needs config, key and status"),
-    ({"config": CFG.to_dict(), "key": "k", "status": "done"}, "status must be one of"),
-    ({"config": CFG.to_dict(), "key": "k", "status": "complete", "metrics": {"val": {}}}, "needs test metrics"),
+    ({"config": CFG.to_dict(), "key": CFG.key(), "status": "done"}, "status must be one of"),
+    ({"config": CFG.to_dict(), "key": CFG.key(), "status": "complete", "metrics": {"val": {}}}, "needs test metrics"),
     ([1, 2], "needs config, key and status"),
 ])
 def test_a_bad_record_is_named(tmp_path, bad, message):

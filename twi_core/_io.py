@@ -97,6 +97,10 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON (truncated or corrupt?): {err}") from err
+    except UnicodeDecodeError as err:  # binary garbage: a ValueError already, but one that does not name the file
+        raise ValueError(f"{path} is not UTF-8 text (corrupt?): {err}") from err
+    except IsADirectoryError:  # a folder where a record belongs: as unreadable as a corrupt file, and set aside alike
+        raise ValueError(f"{path} is a folder, not a JSON file") from None
 
 
 def sha256_bytes(data: bytes) -> str:

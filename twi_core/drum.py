@@ -541,6 +541,15 @@ def spectral_peaks(trace, dt: float, *, rel_height: float = 1e-3, count: int | N
     x = np.asarray(trace, dtype=np.float64)
     if x.ndim not in (1, 2):
         raise ValueError(f"trace must be (T,) or (P, T); got shape {x.shape}")
+    _check_finite_trace(x)
+    moving = ~_is_flat(x)
+    if not moving.any():
+        # A constant trace (an all-zero one: a probe outside the drum, a drum that was never struck) has no peak. Its
+        # spectrum is rounding noise (or exactly zero, where every bin passes the peak test), whose "peaks" would be
+        # made-up frequencies.
+        return np.empty(0)
+    if x.ndim == 2:
+        x = x[moving]  # a flat probe adds only rounding noise to the summed power
     freqs, mag = spectrum(x, dt, pad_factor=pad_factor)
     if mag.ndim == 2:
         mag = np.sqrt((mag ** 2).sum(axis=0))
@@ -558,27 +567,68 @@ def spectral_peaks(trace, dt: float, *, rel_height: float = 1e-3, count: int | N
     return out if count is None else out[:count]
 
 
+def _check_finite_trace(x: np.ndarray) -> None:
+    """A ValueError for NaN or infinite samples (a diverged simulation), which have no spectrum."""
+    if not np.isfinite(x).all():
+        raise ValueError("trace contains NaN or infinite samples (a diverged simulation?); expected finite values")
+
+
+def _is_flat(x: np.ndarray) -> np.ndarray:
+    """Per trace (last axis): True when it does not move beyond the rounding of its own values.
+
+    Relative to the trace's magnitude, so a tiny but real oscillation (a far probe of a quiet drum) still counts; the
+    factor 8 covers the rounding of a constant that was computed rather than typed.
+    """
+    scale = np.abs(x).max(axis=-1)
+    return np.ptp(x, axis=-1) <= 8 * np.finfo(np.float64).eps * scale
+
+
 def fundamental_frequency(trace, dt: float, *, rel_height: float = 0.01, pad_factor: int = 4) -> np.ndarray | float:
     """The lowest spectral peak (cycles per unit time) of a trace ``(T,)`` or of each row of ``(..., T)``.
 
     A peak counts when its magnitude is at least ``rel_height`` times the spectrum's largest (so leakage ripples are
     ignored); the frequency is refined to sub-bin accuracy as described in :func:`spectral_peaks`.
 
+    A trace that does not oscillate (all zero, or constant: a probe outside the drum, a drum never struck) has no
+    fundamental, and no number is made up for it: a single trace ``(T,)`` raises ``ValueError``; in a batch
+    ``(..., T)`` its entry is NaN (so that one silent probe does not discard the others' frequencies) and a
+    ``RuntimeWarning`` says how many entries are NaN.
+
+    Raises
+    ------
+    ValueError
+        A single trace without a spectral peak (constant, all zero, or shorter than 8 samples), or any trace with NaN
+        or infinite samples.
+
     Examples
     --------
     >>> t = np.arange(40000) * 0.1
     >>> round(float(fundamental_frequency(np.cos(2 * np.pi * 0.05123 * t), 0.1)), 6)
     0.05123
+    >>> fundamental_frequency(np.zeros((2, 100)) + [[0.0], [1.0]], 0.1)  # doctest: +SKIP
+    array([nan, nan])
     """
     x = np.asarray(trace, dtype=np.float64)
+    _check_finite_trace(x)
     if x.ndim == 1:
         peaks = spectral_peaks(x, dt, rel_height=rel_height, count=1, pad_factor=pad_factor)
         if peaks.size == 0:
-            raise ValueError("no spectral peak found: the trace is constant or too short")
+            raise ValueError("no spectral peak found: the trace is constant (all zero?) or has no oscillation; "
+                             "there is no fundamental frequency to report")
         return float(peaks[0])
     flat = x.reshape(-1, x.shape[-1])
-    return np.array([fundamental_frequency(row, dt, rel_height=rel_height, pad_factor=pad_factor)
-                     for row in flat]).reshape(x.shape[:-1])
+    out = np.full(len(flat), np.nan)
+    for i, row in enumerate(flat):
+        peaks = spectral_peaks(row, dt, rel_height=rel_height, count=1, pad_factor=pad_factor)
+        if peaks.size:
+            out[i] = peaks[0]
+    missing = int(np.isnan(out).sum())
+    if missing:
+        import warnings
+
+        warnings.warn(f"{missing} of {len(out)} traces have no spectral peak (constant or all zero); their "
+                      "fundamental frequency is NaN", RuntimeWarning, stacklevel=2)
+    return out.reshape(x.shape[:-1])
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -145,15 +145,34 @@ class RunResult:
             Not a run record: not a mapping, no ``config``/``key``/``status``, an unknown status, or ``complete``
             without test metrics.
         """
-        from twi_core.train import TrainConfig
+        from twi_core.train import TRAINING_FORMAT, TrainConfig
 
         if not isinstance(values, Mapping) or not {"config", "key", "status"} <= set(values):
             raise ValueError("not a run record (needs config, key and status)")
+        if not isinstance(values["config"], Mapping):
+            raise ValueError(f"'config' must be a dict of TrainConfig fields; got {type(values['config']).__name__}")
+        # What readers (aggregation, the pages) use without further checks must never crash them or enter a table
+        # as a wrong number: metrics {split: {name: number or null}}, labels a dict, and the configuration's own key
+        # (for records of the current training format; older ones keep the key they were trained under).
+        metrics = values.get("metrics") or {}
+        if not isinstance(metrics, Mapping) or not all(isinstance(v, Mapping) for v in metrics.values()):
+            raise ValueError(f"'metrics' must be {{split: {{metric: value}}}}; got {metrics!r:.80}")
+        for split, numbers in metrics.items():
+            bad = {k: v for k, v in numbers.items()
+                   if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))}
+            if bad:
+                raise ValueError(f"metrics of {split!r} must be numbers or null; got {bad!r:.80}")
+        if not isinstance(values.get("labels") or {}, Mapping):
+            raise ValueError(f"'labels' must be a dict; got {type(values['labels']).__name__}")
+        config = TrainConfig.from_dict(values["config"])
+        if values.get("training_format", TRAINING_FORMAT) == TRAINING_FORMAT and values["key"] != config.key():
+            raise ValueError(f"its key {values['key']!r} is not its configuration's ({config.key()!r}): an edited or "
+                             "mixed-up record")
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("config", "extra")}
         # A null where this version has a non-null default (an older writer's "unknown") takes the default.
         kwargs = {k: v for k, v in values.items() if k in fields and (v is not None or fields[k].default is None)}
         extra = {k: v for k, v in values.items() if k not in fields and k != "config"}
-        return cls(config=TrainConfig.from_dict(values["config"]), extra=extra, **kwargs)
+        return cls(config=config, extra=extra, **kwargs)
 
     def write(self, run_dir: str | os.PathLike) -> Path:
         """Write ``result.json`` into ``run_dir`` (atomically)."""

@@ -398,15 +398,15 @@ def run_grid(grid: str, *, preset: str | None = "book", jobs: int = 1, out: str 
 
     from twi_core import runs
 
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; expected one of {list(EXECUTORS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive int; got {jobs!r}")
-    points = expand(grid, preset=preset, seeds=seeds, **dict(overrides or {}))
-    store = paths.runs_dir(out)
+    from twi_core import validation
+
+    # Every setting and path is checked before anything runs (validation.SettingError, a ValueError, names it).
     notebook = Path(notebook) if notebook is not None else default_notebook()
-    if not notebook.exists():
-        raise FileNotFoundError(f"run notebook {notebook} does not exist")
+    validation.check_request(executor=executor, jobs=jobs, device=device, out=out, notebook=notebook, seeds=seeds,
+                             overrides=dict(overrides or {}), cluster=cluster, slurm=slurm)
+    points = expand(grid, preset=preset, seeds=seeds, **dict(overrides or {}))
+    validation.check_points(points)
+    store = paths.runs_dir(out)
     todo = [p for p in points if _status(runs.run_dir(p.config, store=store)) not in runs.FINISHED]
     echo(f"grid {grid!r} at preset {points[0].preset!r}: {len(points)} runs, {len(points) - len(todo)} already "
          f"finished, {len(todo)} to run with {executor} x{jobs} into {store}")
@@ -717,6 +717,10 @@ def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
 
 def _reproduce(args: argparse.Namespace) -> int:
     env_preset = os.environ.get("TWI_PRESET")
+    if env_preset and env_preset not in presets.PRESETS:  # a misspelt variable first, not "they disagree"
+        print(f"twi reproduce: error: TWI_PRESET: got {env_preset!r}; expected one of {list(presets.PRESETS)}",
+              file=sys.stderr)
+        return 2
     if args.preset and env_preset and env_preset != args.preset:
         print(f"twi reproduce: error: --preset {args.preset} and TWI_PRESET={env_preset} disagree; drop one of them",
               file=sys.stderr)
@@ -741,7 +745,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         summary = run_grid(args.grid, preset=args.preset, jobs=args.jobs, out=args.out, executor=args.executor,
                            seeds=seeds, notebook=args.notebook, device=args.device, dry_run=args.dry_run,
                            cluster=args.cluster, slurm=slurm, overrides=overrides)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # OSError: a path that failed after the checks (a full disk)
         print(f"twi reproduce: error: {err}", file=sys.stderr)
         return 2
     cols = [c for c in ("run", "status", "seconds") if c in summary.columns]
@@ -761,12 +765,17 @@ def _aggregate(args: argparse.Namespace) -> int:
 
     import warnings
 
+    from twi_core import validation
+
     try:
+        validation.check_store_to_read(args.dir)
+        if args.csv:  # before the work, not after it
+            validation.check_csv_path(args.csv)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the skipped records are printed below instead
             table = aggregate(args.dir)
         shown = render_table(table, metrics=args.metrics)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         print(f"twi aggregate: error: {err}", file=sys.stderr)
         return 2
     skipped = table.attrs.get("skipped", [])
@@ -776,7 +785,11 @@ def _aggregate(args: argparse.Namespace) -> int:
         print(f"no finished runs under {paths.runs_dir(args.dir)}")
         return 1 if skipped else 0
     if args.csv:
-        atomic_write_text(args.csv, table.to_csv(index=False))
+        try:
+            atomic_write_text(args.csv, table.to_csv(index=False))
+        except OSError as err:  # checked above, but a disk can fill up in between
+            print(f"twi aggregate: error: cannot write --csv {args.csv}: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {args.csv}")
     print(shown.to_string(index=False))
     return 1 if skipped else 0

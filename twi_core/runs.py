@@ -166,6 +166,8 @@ def load(path: str | os.PathLike) -> Run:
     return Run(path=path, record=RunResult.read(path))
 
 
+
+
 def _finished(path: Path, key: str) -> Run | None:
     """The finished run at ``path`` with ``key``, or None (missing, unfinished, errored, corrupt or another key)."""
     try:
@@ -184,7 +186,9 @@ def _finished(path: Path, key: str) -> Run | None:
     checkpoint = path / CHECKPOINT_FILE
     if run.status == COMPLETE and checkpoint.exists():
         try:  # weights_only inside: a crafted file fails here instead of running code
-            _weights(checkpoint)
+            from twi_core.train import check_weights
+
+            check_weights(run.config, _weights(checkpoint))  # and they fit the model, or .model() fails later
         except Exception as err:
             from twi_core.train import set_aside
 
@@ -241,6 +245,10 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
             return shipped
     if mode == "never":
         raise _shipped.MissingRunError(_shipped.missing_message(config))
+    lock = path / LOCK_FILE
+    if lock.exists() and not lock.is_file():  # a folder (or device) where the lock file belongs: cannot be locked
+        return record_error(config, f"the training lock {lock} is not a file; remove it and run again", store=store,
+                            labels=labels)
     with _training_lock(path, progress=progress):
         found = _finished(path, config.key())  # another process may have finished it while this one waited
         if found is not None:

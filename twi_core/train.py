@@ -48,7 +48,7 @@ from twi_core._io import atomic_write
 from twi_core.records import RESULT_FILE, RunResult
 from twi_core.train_step import make_train_step
 
-__all__ = ["TrainConfig", "continues", "continue_from", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
+__all__ = ["TrainConfig", "check_weights", "continues", "continue_from", "BEST_TOLERANCE", "TRAINING_FORMAT", "fit", "initial_model", "resolve_device", "STATE_FILE", "CHECKPOINT_FILE",
            "RESULT_FILE"]
 
 #: Absolute improvement of the validation loss needed to replace the best checkpoint (the authors' ``tolerance``).
@@ -98,7 +98,15 @@ class TrainConfig:
         # A plain dict copy, so that the config cannot change under its key.
         object.__setattr__(self, "model", json.loads(json.dumps(dict(self.model))))
         if self.model["name"] in _model_names():
-            self.model_config  # an unknown option or invalid value fails here, naming it, not when training starts
+            from twi_core.models.registry import check_options
+
+            # A misspelt option fails here, naming it, not when training starts; a complete mapping is also
+            # checked for its values (a partial one, as in tests of keys, cannot be built anyway).
+            options = {k: v for k, v in self.model.items() if k != "name"}
+            config_type = check_options(self.model["name"], options)
+            if all(f.name in options for f in dataclasses.fields(config_type)
+                   if f.default is dataclasses.MISSING):
+                self.model_config
         for name in ("seed", "epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -232,6 +240,57 @@ def _read_weights(path: Path, *, map_location="cpu") -> dict[str, torch.Tensor]:
     from twi_core.models.checkpoints import read_checkpoint
 
     return read_checkpoint(path, map_location=map_location)[1]
+
+
+def check_weights(config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> None:
+    """Raise unless ``weights`` load strictly into ``config``'s model (the same keys and shapes).
+
+    The model is built on the ``meta`` device: shapes only, no memory and no initialisation, so this is cheap enough
+    to run before trusting a stored file.
+
+    Raises
+    ------
+    RuntimeError
+        Missing or unexpected keys, or a wrong shape (torch's message lists them).
+    """
+    with torch.device("meta"):
+        model = _build_model(config.model)
+    _load_into_meta(model, weights)
+
+
+def _load_into_meta(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """``load_state_dict`` into a meta-device model: keys and shapes checked, nothing copied.
+
+    Copying into a meta parameter is a no-op that torch warns about once per parameter; the warning is silenced here
+    because the no-op is the point. (``assign=True`` would be quieter but makes the throwaway model's parameters
+    views of the stored tensors, and a resumed run then no longer matched an uninterrupted one: tested.)
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*copying from a non-meta parameter.*", category=UserWarning)
+        model.load_state_dict(weights, strict=True)
+
+
+def _check_resumable(config: TrainConfig, state: Mapping[str, Any]) -> None:
+    """Raise unless ``state`` (a ``state.pt``) restores into a fresh run of ``config`` without touching anything.
+
+    Weights and Adam state are loaded into a model and optimiser built on the ``meta`` device, and the RNG states into
+    throwaway generators, so a file that fails here has changed neither the run's model nor the global RNGs (a failure
+    half-way through the real restore would leave a partly loaded model, and the run could not start over cleanly).
+    """
+    with torch.device("meta"):
+        model = _build_model(config.model)
+    _load_into_meta(model, state["model"])
+    torch.optim.Adam(model.parameters(), lr=config.lr).load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    torch.Generator().set_state(rng["torch"])
+    torch.Generator().set_state(rng["order"])
+    np_state = rng["numpy"]
+    np.random.RandomState().set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32),
+                                       np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
+    version, internal, gauss = rng["python"]
+    random.Random().setstate((version, tuple(internal), gauss))
 
 
 def _rng_state(order: torch.Generator) -> dict[str, Any]:
@@ -368,8 +427,9 @@ def _resume_state(run_dir: Path, config: TrainConfig) -> dict | None:
         for name in ("model", "optimizer", "rng", "history", "best_loss", "best_epoch", "epoch"):
             if name not in state:
                 raise ValueError(f"lacks {name!r}")
+        _check_resumable(config, state)
         if checkpoint.exists():
-            _read_weights(checkpoint)
+            check_weights(config, _read_weights(checkpoint))
     except Exception as err:  # any unreadable file: set aside, start over
         set_aside(state_path, f"cannot be resumed from ({type(err).__name__}: {err})")
         if checkpoint.exists():

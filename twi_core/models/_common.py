@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["check_choice", "check_input", "check_positive_int", "conv_stack"]
+__all__ = ["check_choice", "check_input", "check_positive_int", "conv_stack", "weight_dtype"]
 
 
 def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -27,21 +27,50 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
-def check_input(x: Any, *, in_channels: int, image_size: int, multiple_of: int = 1) -> None:
-    """Check a model input: a finite float tensor of shape ``(B, in_channels, image_size, image_size)``.
+def weight_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter (what its inputs must match), or None if it has none."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def check_input(x: Any, *, in_channels: int, image_size: int, multiple_of: int = 1,
+                dtype: torch.dtype | None = None) -> None:
+    """Check a model input: a finite float tensor of shape ``(B, in_channels, image_size, image_size)``, ``B >= 1``.
+
+    Parameters
+    ----------
+    x : Any
+        The input to check.
+    in_channels, image_size : int
+        What the model was built for.
+    multiple_of : int
+        Unused here; kept for callers that pass it.
+    dtype : torch.dtype, optional
+        The model's weight dtype (:func:`weight_dtype`): ``x`` must have it. A float64 image into a float32 model would
+        otherwise fail deep inside the first convolution ("Input type (double) and bias type (float) should be the
+        same"), and casting it silently would hide that the caller's precision is not the one computed in.
 
     Raises
     ------
     TypeError
-        If ``x`` is not a floating-point tensor.
+        If ``x`` is not a floating-point tensor, or its dtype is not the model's (the message names both and the fix).
     ValueError
-        Wrong number of dimensions, wrong channel count, wrong or non-square size, NaN or infinite values.
+        Wrong number of dimensions, an empty batch, wrong channel count, wrong or non-square size, NaN or infinite
+        values.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         kind = f"tensor of dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"x must be a floating-point tensor (B, C, H, W), got a {kind}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"x has dtype {x.dtype}, but this model's weights are {dtype}; pass x.to({dtype}) "
+                        f"(or convert the model with model.to({x.dtype}))")
     if x.ndim != 4:
         raise ValueError(f"x must have shape (B, {in_channels}, {image_size}, {image_size}), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        # The recurrent engines reshape over the batch and fail on zero elements; a model never has work for no images.
+        raise ValueError(f"x is an empty batch {tuple(x.shape)}; expected at least one image (B >= 1)")
     if x.shape[1] != in_channels:
         raise ValueError(f"x has {x.shape[1]} channels; this model expects in_channels={in_channels}")
     h, w = x.shape[-2:]

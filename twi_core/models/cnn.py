@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from twi_core.models._common import check_choice, check_input, check_positive_int, config_dict, conv_stack
+from twi_core.models._common import check_choice, check_input, check_positive_int, config_dict, conv_stack, weight_dtype
 from twi_core.models.readouts import PixelMLP, check_head
 
 __all__ = ["CNN", "CNNConfig", "SQUEEZE_ACTIVATIONS", "receptive_field"]
@@ -81,6 +81,6 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n, H, W)`` for ``x`` ``(B, C_in, H, W)``."""
         cfg = self.settings
-        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size)
+        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size, dtype=weight_dtype(self))
         features = self.encoder(x).permute(0, 2, 3, 1)  # (B, 98, H, W) -> (B, H, W, 98)
         return self.head(features)  # (B, n, H, W)

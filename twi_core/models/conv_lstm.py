@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from twi_core.models._common import check_input, check_positive_int, config_dict, conv_stack
+from twi_core.models._common import check_input, check_positive_int, config_dict, conv_stack, weight_dtype
 from twi_core.models.dynamics import conv_lstm_rollout
 from twi_core.models.readouts import PixelMLP, check_head, check_readout, num_frequency_bins
 
@@ -95,7 +95,7 @@ class ConvLSTM(nn.Module):
     def forward(self, x: torch.Tensor, *, return_states: bool = False):
         """Logits ``(B, n, H, W)``; with ``return_states`` also the recorded states ``(B, T, C, H, W)``."""
         cfg = self.settings
-        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size)
+        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size, dtype=weight_dtype(self))
         y0, h0, c0 = self.y0_encoder(x), self.h0_encoder(x), self.c0_encoder(x)  # each (B, C, H, W)
         states = conv_lstm_rollout(
             y0, h0, c0, conv_weight=self.cell.weight, conv_bias=self.cell.bias, transform=self._transform, steps=cfg.steps

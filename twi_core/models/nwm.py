@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from twi_core.models._common import check_choice, check_input, check_positive_int, config_dict, conv_stack
+from twi_core.models._common import check_choice, check_input, check_positive_int, config_dict, conv_stack, weight_dtype
 from twi_core.models.dynamics import laplacian_kernel, nwm_rollout_plain
 from twi_core.models.readouts import PixelMLP, check_head, check_readout, num_frequency_bins
 
@@ -185,7 +185,7 @@ class NWM(nn.Module):
             Wrong channel count or size, NaN or infinite input.
         """
         cfg = self.settings
-        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size)
+        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size, dtype=weight_dtype(self))
         omega, alpha, y0 = self.omega_encoder(x), self.alpha_encoder(x), self.y0_encoder(x)  # each (B, C, H, W)
         engine = _fast_engine() if cfg.engine == "fast" and not return_states else None
         if engine is not None and fuse_linear_head(cfg):

@@ -120,6 +120,17 @@ def model_config(name: str, **options: Any):
     ...
     ValueError: unknown option(s) ['depht'] for model 'cnn' (CNNConfig); expected some of ['depth', ...]
     """
+    return check_options(name, options)(**options)
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> type:
+    """The configuration class of model ``name`` after checking that every key of ``options`` is one of its fields.
+
+    Raises
+    ------
+    ValueError
+        An unknown model name or option; the message lists the accepted ones.
+    """
     types = _config_types()
     if name not in types:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(types)}")
@@ -130,7 +141,7 @@ def model_config(name: str, **options: Any):
         valid = sorted(accepted - {"in_channels", "num_classes", "image_size"})
         raise ValueError(f"unknown option(s) {unknown} for model {name!r} ({config_type.__name__}); expected some of "
                          f"{valid}")
-    return config_type(**options)
+    return config_type
 
 
 def paper_config(dataset: str, family: str, variant: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from twi_core.models._common import check_input, check_positive_int, config_dict
+from twi_core.models._common import check_input, check_positive_int, config_dict, weight_dtype
 
 __all__ = ["UNet", "UNetConfig"]
 
@@ -103,7 +103,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n, H, W)`` for ``x`` ``(B, C_in, H, W)``."""
         cfg = self.settings
-        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size)
+        check_input(x, in_channels=cfg.in_channels, image_size=cfg.image_size, dtype=weight_dtype(self))
         x1 = self.inc(x)  # (B, m, N, N)
         x2 = self.down1(x1)  # (B, 2m, N/2, N/2)
         x3 = self.down2(x2)  # (B, 4m, N/4, N/4)
