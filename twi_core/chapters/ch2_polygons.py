@@ -43,7 +43,7 @@ SPECTRA_DATASET = "polygons_single"
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"steps": 12, "dt": 0.2, "epochs": 1, "batch_size": 16, "n_train": 32, "n_val": 16, "n_test": 16,
               "seed": 0, "n_spectra": 16, "gif_stride": 1, "n_segment": 3},
-    "book": {"steps": 100, "dt": 0.2, "epochs": 5, "batch_size": 16, "n_train": 2000, "n_val": 100, "n_test": 100,
+    "book": {"steps": 100, "dt": 0.2, "epochs": 5, "batch_size": 16, "n_train": 1200, "n_val": 100, "n_test": 100,
              "seed": 0, "n_spectra": 100, "gif_stride": 2, "n_segment": 4},
     "paper": {"steps": 500, "dt": 0.1, "epochs": 300, "batch_size": 64, "n_train": None, "n_val": None,
               "n_test": None, "seed": 0, "n_spectra": 1000, "gif_stride": 5, "n_segment": 4},
