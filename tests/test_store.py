@@ -138,13 +138,10 @@ def test_one_shipped_run_per_family_recomputes_from_its_half_precision_checkpoin
 
 
 def test_every_stored_configuration_a_chapter_asks_for_is_shipped(monkeypatch):
-    """At the book preset, chapter 3 asks for stored configurations only when it is set to (``stored``); then each of
-    them must be in the shipped store, or the build would train for hours."""
-    from twi_core.chapters import ch3_table1 as ch3
+    """At the book preset, chapter 3 (when set to the store) and chapters 2 and 5 ask for runs the shipped store must
+    hold, or the build would train them."""
+    from twi_core.chapters import shipped_configs
 
     monkeypatch.delenv("TWI_PRESET", raising=False)
-    s = ch3.settings("book")
-    if not s.stored:
-        pytest.skip("chapter 3's book preset trains live (not set to the shipped store)")
-    missing = [p["config"].key() for p in ch3.live_points(s) if store.find(p["config"]) is None]
-    assert not missing, f"chapter 3 asks for runs the shipped store lacks: {missing}"
+    missing = [f"{runs.slug(c)}-{c.key()}" for c in shipped_configs("book") if store.find(c) is None]
+    assert not missing, f"the chapters ask for runs the shipped store lacks: {missing}"

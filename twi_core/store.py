@@ -291,11 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         print(f"{shipped_dir()}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
+    from twi_core.chapters import shipped_configs
+
     if args.command == "prune":
-        for folder in prune():
+        for folder in prune(keep=[*plan_configs(), *shipped_configs("book")]):
             print(f"removed {folder.name}")
         return 0
     configs = plan_configs(args.only)
+    if args.command == "pack":  # the chapters' own runs at the book preset too (chapters 2 and 5)
+        configs += [c for c in shipped_configs("book") if not args.only or args.only in runs.slug(c)]
     if args.command == "pack":
         folders = [runs.run_dir(c, store=args.work) for c in configs]
         done = pack([f for f in folders if (f / "result.json").exists()])
