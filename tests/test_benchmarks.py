@@ -66,7 +66,7 @@ def _run(script: str, args: list[str]) -> subprocess.CompletedProcess:
     # the child inherits them. PYTHONPATH: `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the
     # repository, so without it an installed twi_core elsewhere would be the one measured.
     env = {**os.environ, "TWI_PRESET": "smoke", "TWI_HEAD_BF16": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+           "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
 
