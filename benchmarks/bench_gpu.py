@@ -4,6 +4,7 @@ Usage (on a machine with CUDA)::
 
     python benchmarks/bench_gpu.py --json book/_data/perf_gpu.json
     python benchmarks/bench_gpu.py --batch 64 --repeats 30 --epoch        # also a full Tetrominoes epoch through fit()
+    python benchmarks/bench_gpu.py --smoke                                # CI: tiny sizes; without CUDA, the CPU side
 
 Variants of one training step (forward, cross-entropy, backward, Adam update) of the Tetrominoes NWM-linear (T = 100,
 176,124 parameters), each on its own copy of the same initial weights, timed with CUDA events (median of ``--repeats``
@@ -20,6 +21,11 @@ Equality: logits and every parameter gradient of one step, fast+compile against 
 and the parameters after 5 graphed steps against 5 eager steps on the same batches. Memory: peak allocated bytes of one
 Multi-MNIST training step (C = 16, 128×128, T = 100, batch 64) plain vs fast. ``--epoch``: a full Tetrominoes epoch
 (10,000 images, batch 64, validation included) through :func:`twi_core.train.fit`, graphed and eager.
+
+``--smoke`` (CI, seconds): T = 10 steps, batch 2, two repeats, Multi-MNIST memory at 32×32 and batch 2, no epochs. With
+CUDA every section runs at those sizes. Without CUDA it says what it skips (CUDA events, CUDA graphs, compiled kernels,
+GPU memory) and runs the rest on the CPU: the ``plain`` and ``fast`` eager steps built as on the GPU, their gradient
+equality against float64, and their timings (``perf_counter``, interleaved) in the usual summary; exit status 0.
 """
 
 from __future__ import annotations
@@ -61,10 +67,16 @@ def _compile_env(on: bool) -> None:
     os.environ["TWI_ENGINE_COMPILE"] = "1" if on else "0"
 
 
-def _variant(name: str, base_state: dict, cfg: dict, x, y):
-    """A fresh model (same initial weights) and its step callable for variant ``name``."""
+#: Model changes of a ``--smoke`` run (few recurrence steps; Multi-MNIST also small images): the same code paths.
+SMOKE_CHANGES = {"tetrominoes": {"steps": 10}, "multi_mnist": {"steps": 10, "image_size": 32}}
+#: The variants that run without CUDA (graphs need it; compiling on the CPU would take most of a smoke run).
+CPU_VARIANTS = ("plain", "fast")
+
+
+def _variant(name: str, base_state: dict, cfg: dict, x, y, device: str = "cuda"):
+    """A fresh model (same initial weights) and its step callable for variant ``name`` on ``device``."""
     engine = "plain" if name.startswith("plain") else "fast"
-    model = build(**{**cfg, "engine": engine}).cuda()
+    model = build(**{**cfg, "engine": engine}).to(device)
     model.load_state_dict(base_state)
     graphed = name.endswith("+graph")
     _compile_env("compile" in name)
@@ -183,9 +195,9 @@ def step_times(cfg: dict, batch: int, repeats: int, variants: list[str], tf32: b
             "tflops": {k: flops / (v / 1e3) / 1e12 for k, v in med.items()}, "flops_per_step": flops}
 
 
-def memory(batch: int, compiled: bool = True) -> dict:
-    """Peak allocated GPU memory of one Multi-MNIST training step, plain vs fast."""
-    cfg = _config("multi_mnist")
+def memory(batch: int, compiled: bool = True, changes: dict | None = None) -> dict:
+    """Peak allocated GPU memory of one Multi-MNIST training step, plain vs fast (``changes``: to the model config)."""
+    cfg = _config("multi_mnist", **(changes or {}))
     out = {"batch": batch, "compiled_kernels": compiled}
     torch.manual_seed(0)
     base = build(**{**cfg, "engine": "plain"}).cuda()
@@ -264,6 +276,47 @@ def profile(cfg: dict, batch: int, variants: list[str], rows: int = 22) -> dict:
     return out
 
 
+def cpu_smoke(cfg: dict, batch: int, repeats: int) -> dict:
+    """The part of the comparison that runs without CUDA: the eager ``plain`` and ``fast`` steps on the CPU.
+
+    Parameters
+    ----------
+    cfg : dict
+        Model configuration (the smoke one: few steps).
+    batch, repeats : int
+        Images per step; timed steps per variant (interleaved, after one warm-up step each).
+
+    Returns
+    -------
+    dict
+        ``equality`` (forward and gradient relative errors, fast vs plain and both vs float64) and a ``steps`` entry
+        shaped like :func:`step_times`' (``median_ms``, ``ratio_vs_plain``, ``tflops``), timed with ``perf_counter``.
+    """
+    from twi_core.models._engine_bench import time_interleaved
+
+    torch.manual_seed(0)
+    base = build(**{**cfg, "engine": "plain"})
+    x, y = _batch(cfg, batch, "cpu", seed=1)
+    fast = build(**{**cfg, "engine": "fast"})
+    fast.load_state_dict(base.state_dict())
+    exact = copy.deepcopy(base).double()
+    _compile_env(False)
+    lf, gf = _grads(fast, x, y)
+    lp, gp = _grads(base, x, y)
+    _, ge = _grads(exact, x.double(), y)
+    worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
+    equal = {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
+             "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge)}
+    # The steps themselves are built by _variant, as on the GPU, only on the CPU.
+    steps = {name: _variant(name, base.state_dict(), cfg, x, y, device="cpu")[1] for name in CPU_VARIANTS}
+    times = time_interleaved({name: (lambda step=step: step(x, y)) for name, step in steps.items()}, repeats=repeats)
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    flops = training_flops_per_image(cfg) * batch
+    return {"equality": equal, "steps": {"batch": batch, "tf32": False, "device": "cpu", "median_ms": med,
+                                         "ratio_vs_plain": {k: med["plain"] / v for k, v in med.items()},
+                                         "tflops": {k: flops / (v / 1e3) / 1e12 for k, v in med.items()}}}
+
+
 def _guard(results: dict, key: str, fn, *args, **kwargs) -> None:
     try:
         results[key] = fn(*args, **kwargs)
@@ -286,46 +339,78 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the Multi-MNIST peak memory, with eager step kernels (no compile time)")
     parser.add_argument("--profile", nargs="*", default=None, help="profile these variants (eager steps) and stop")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, no epochs; without CUDA only the CPU side (CI, seconds)")
     args = parser.parse_args(argv)
+    changes = SMOKE_CHANGES if args.smoke else {}
+    if args.smoke:
+        args.batch, args.repeats, args.mm_batch, args.epoch, args.tf32 = [2], 2, 2, False, False
     if not torch.cuda.is_available():
-        print("bench_gpu needs CUDA; none is available here", file=sys.stderr)
-        return 2
+        if not args.smoke:
+            print("bench_gpu needs CUDA; none is available here", file=sys.stderr)
+            return 2
+        return _smoke_without_cuda(args, _config("tetrominoes", **changes["tetrominoes"]))
     results: dict = {"machine": machine(), "steps": []}
     print(f"machine: {results['machine']}", flush=True)
-    cfg = _config("tetrominoes")
+    cfg = _config("tetrominoes", **changes.get("tetrominoes", {}))
     if args.profile is not None:
         _guard(results, "profile", profile, cfg, args.batch[0], args.profile or ["plain", "fast+compile"])
         if args.json:
             save_results(args.json, results)
         return 0
     if args.memory_only:
-        _guard(results, "memory", memory, args.mm_batch, False)
+        _guard(results, "memory", memory, args.mm_batch, False, changes.get("multi_mnist"))
         if args.json:
             save_results(args.json, results)
         return 0
-    _guard(results, "equality", equality, cfg, 16)
+    _guard(results, "equality", equality, cfg, 2 if args.smoke else 16)
     for batch in args.batch:
         for tf32 in ([False, True] if args.tf32 else [False]):
             _guard(results, f"steps_b{batch}_tf32{int(tf32)}", step_times, cfg, batch, args.repeats, args.variants, tf32)
             results["steps"].append(results.pop(f"steps_b{batch}_tf32{int(tf32)}"))
     if args.mm_batch:
-        _guard(results, "memory", memory, args.mm_batch)
+        _guard(results, "memory", memory, args.mm_batch, True, changes.get("multi_mnist"))
     if args.epoch:
         _guard(results, "epoch_graphed", epoch, True)
         _guard(results, "epoch_eager", epoch, False, 1)
         _guard(results, "epoch_plain_eager", epoch, False, 1, "plain")
     if args.json:
         save_results(args.json, results)
+    _summary(results)
+    return 0
+
+
+def _summary(results: dict) -> None:
+    """The closing lines: per batch every variant's median, ratio to plain and throughput; then the checks."""
     print("\n== summary ==")
     for r in results["steps"]:
         if "median_ms" not in r:
             continue
-        print(f"B={r['batch']} tf32={r['tf32']}: " + ", ".join(
+        where = f" ({r['device']})" if "device" in r else ""
+        print(f"B={r['batch']} tf32={r['tf32']}{where}: " + ", ".join(
             f"{k} {v:.2f} ms (x{r['ratio_vs_plain'].get(k, float('nan')):.1f}, {r['tflops'][k]:.1f} TFLOP/s)"
             for k, v in r["median_ms"].items()))
     for key in ("equality", "memory", "epoch_graphed", "epoch_eager", "epoch_plain_eager"):
         if key in results:
             print(key, {k: v for k, v in results[key].items() if k != "traceback"})
+
+
+def _smoke_without_cuda(args, cfg: dict) -> int:
+    """``--smoke`` on a machine without CUDA: say what is skipped, run the CPU side, print the usual summary."""
+    skipped = [v for v in args.variants if v not in CPU_VARIANTS]
+    print(f"bench_gpu --smoke: CUDA is not available here; skipped: the variants {skipped} (CUDA graphs, compiled "
+          "kernels), CUDA-event timing, the Multi-MNIST GPU memory and the profile. Running the eager plain and fast "
+          "steps on the CPU instead.", flush=True)
+    results: dict = {"machine": machine(), "steps": []}
+    print(f"machine: {results['machine']}", flush=True)
+    _guard(results, "cpu", cpu_smoke, cfg, args.batch[0], args.repeats)
+    if "error" in results["cpu"]:
+        return 1  # the CPU side is all a smoke run without CUDA checks: its failure must fail the run
+    results["equality"] = results["cpu"]["equality"]
+    results["steps"].append(results.pop("cpu")["steps"])
+    if args.json:
+        save_results(args.json, results)
+    _summary(results)
     return 0
 
 

@@ -5,12 +5,16 @@ Usage::
     python benchmarks/bench_head.py                          # Tetrominoes head at 65,536 and 131,072 pixel rows
     python benchmarks/bench_head.py --rows 131072 --repeats 9 --head small --features 816 --classes 11
     python benchmarks/bench_head.py --reuse-freed-memory     # with glibc keeping freed memory (twi_core._memory)
+    python benchmarks/bench_head.py --smoke                  # CI: one repeat at 4,096 rows (one image), seconds
 
 The head is the Tetrominoes NWM-linear one (102 → 256 → 256 → 256 → 6); rows = B·H·W with 64×64 images (B = 16
 and 32). Each variant runs in turn (plain, fused, fused without its workspace, plain, ...) in one process, and the
 medians are reported, so the ratios hold even when the 2-core machine is shared. GFLOP/s counts the head's GEMMs only
 (forward 2·MACs, backward 4·MACs: weight and input gradients) and is set against the fp32 GEMM rate measured in the
 same process around the timed runs ("live", ``matmul_gflops``: 1024² GEMMs).
+
+``--smoke`` runs the same equality check and interleaved timings at 4,096 rows (B = 1), one repeat, with torch's
+thread count as set (``OMP_NUM_THREADS``) unless ``--threads`` is given: the table is printed, the ratios are noise.
 """
 
 from __future__ import annotations
@@ -39,11 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", default="default", choices=sorted(HEADS))
     parser.add_argument("--features", type=int, default=102)
     parser.add_argument("--classes", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2; --smoke: torch's)")
     parser.add_argument("--reuse-freed-memory", action="store_true",
                         help="first call twi_core._memory.reuse_freed_memory() (the workspace then steps aside)")
+    parser.add_argument("--smoke", action="store_true", help="4,096 rows, one repeat (CI, seconds)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.rows, args.repeats = [4096], 1
+    # A smoke run in CI shares the machine with other jobs: it keeps the caller's thread count rather than taking 2.
+    if args.threads is not None or not args.smoke:
+        torch.set_num_threads(args.threads or 2)
     heap = reuse_freed_memory() if args.reuse_freed_memory else False
     print(f"machine: {machine()}, glibc reuses freed memory: {heap}")
     hidden = HEADS[args.head]

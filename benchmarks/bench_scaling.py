@@ -3,10 +3,14 @@
 Usage::
 
     python benchmarks/bench_scaling.py --json book/_data/perf_scaling.json
+    python benchmarks/bench_scaling.py --smoke          # CI: two tiny points per axis, one repeat; seconds
 
 Each point is the Tetrominoes NWM-linear configuration with one quantity changed (base: B = 4, T = 100, 64×64), timed
 plain vs fast interleaved in this process (median of ``--repeats``), with the bytes autograd saves for backward. The
 appendix page "Performance" plots the JSON.
+
+``--smoke`` sweeps each axis over two tiny values (T 5, 10; 16, 24 px; B 1, 2) around a base of B = 1, T = 10,
+16×16, one repeat: every point is measured and printed as usual, the ratios are noise at that size.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true", help="two tiny values per axis, one repeat (CI, seconds)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.sizes, args.batches, args.base, args.repeats = [5, 10], [16, 24], [1, 2], [1, 10, 16], 1
     if args.threads:
         torch.set_num_threads(args.threads)
     base_b, base_t, base_size = args.base

@@ -1,0 +1,116 @@
+"""Every benchmark's ``--smoke`` mode runs in a fresh process and prints its usual table.
+
+These are smoke tests, not timings: each benchmark runs at its smallest sizes (seconds), and the test checks that it
+exits with 0 and prints the line that carries its result (a table header and a row with a ratio, or the summary), not
+how fast anything was. Without CUDA, the GPU benchmarks must say what they skipped and still exit with 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+_NUMBER = r"[0-9]+\.[0-9]+"
+_CUDA = torch.cuda.is_available()
+
+#: Per benchmark: extra arguments ({tmp}: the test's temporary folder) and regular expressions its output must match.
+#: The patterns hold a number where the benchmark prints a ratio or a time, so a header printed above an empty or
+#: broken table does not pass.
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "bench_data.py": ([], [r"Tetrominoes, all splits \(24 images\) \[--smoke\]",
+                           rf"generate \+ cache .*target <= {_NUMBER} s; ratio {_NUMBER}\)",
+                           rf"load from cache .*ratio {_NUMBER}; median of 1\)",
+                           rf"multi_mnist +generate +{_NUMBER} ms/image \(2 images"]),
+    "bench_drum.py": ([], [r"path +wall s +cpu s +us/step +x conv2d +max rel err f1",
+                           rf"stencil float32 +{_NUMBER} +{_NUMBER} +{_NUMBER} +{_NUMBER} ",
+                           rf"target: 9 squares x 2000 steps <= {_NUMBER} s \(wall\) -> best {_NUMBER} s \(ratio "
+                           rf"{_NUMBER}\)"]),
+    "bench_head.py": ([], [r"rows +plain s +fused s +no ws s +ratio",
+                           rf"\n +4096 +{_NUMBER} +{_NUMBER} +{_NUMBER} +{_NUMBER} "]),
+    "bench_nwm.py": ([], [r"readout +B +plain s +fast s +ratio",
+                          rf"\n +linear +1 +{_NUMBER} +{_NUMBER} +{_NUMBER} ",
+                          r"B=1 linear: worst gradient error against float64",
+                          r"Multi-MNIST NWM-linear \(C=16, 32x32, T=10\) at B=1: saved for backward"]),
+    "bench_scaling.py": ([], [r"vary +value +plain s +fast s +ratio +saved plain +saved fast",
+                              *(rf"\n *{vary} +{value} +{_NUMBER} +{_NUMBER} +{_NUMBER} "
+                                for vary, value in (("steps", 5), ("steps", 10), ("image_size", 16),
+                                                    ("image_size", 24), ("batch", 1), ("batch", 2)))]),
+    "bench_gpu.py": ([], [r"== summary ==", rf"B=2 tf32=False.*: plain {_NUMBER} ms \(x1\.0, .*fast {_NUMBER} ms",
+                          r"equality \{'forward_rel_fast_vs_plain'",
+                          *([] if _CUDA else [r"CUDA is not available here; skipped: the variants \['plain\+graph'",
+                                              r"B=2 tf32=False \(cpu\)"])]),
+    "gpu_runs.py": (["--out", "{tmp}/out"],
+                    [r"tetrominoes/nwm/linear: exit 0 after [0-9]+ s, kept \['result.json', 'checkpoint.pt'\]",
+                     *([] if _CUDA else [r"CUDA is not available here; skipped: training on the GPU"])]),
+    "time_to_accuracy.py": (["--store", "{tmp}/store"],
+                            [rf"tetrominoes-nwm-linear-s0-[0-9a-f]+: complete; val FG-IoU by epoch \[{_NUMBER}\]"]),
+}
+
+
+def test_every_benchmark_has_a_case():
+    """A new benchmark script must get a smoke case here (and a ``--smoke`` flag)."""
+    assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(CASES)
+
+
+def _run(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    # The conftest has put the run's private caches (TWI_DATA_DIR, TWI_RUNS_DIR, XDG_CACHE_HOME) into os.environ;
+    # the child inherits them. PYTHONPATH: `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the
+    # repository, so without it an installed twi_core elsewhere would be the one measured.
+    env = {**os.environ, "TWI_PRESET": "smoke", "TWI_HEAD_BF16": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def _smoke(script: str, tmp_path: Path) -> str:
+    """Run ``script --smoke``, check its exit status and patterns; its output."""
+    args, patterns = CASES[script]
+    done = _run(script, [a.format(tmp=tmp_path) for a in args])
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{script} --smoke exited with {done.returncode}:\n{output[-3000:]}"
+    missing = [p for p in patterns if not re.search(p, output)]
+    assert not missing, f"{script} --smoke output lacks {missing}:\n{output[-3000:]}"
+    return output
+
+
+# gpu_runs has its own test below (it also checks the files), so its ~10 s run is not made twice.
+@pytest.mark.parametrize("script", sorted(set(CASES) - {"gpu_runs.py"}))
+def test_smoke_prints_its_table(script, tmp_path):
+    _smoke(script, tmp_path)
+
+
+def test_gpu_runs_smoke_copies_the_results(tmp_path):
+    """gpu_runs keeps each run's result and checkpoint in --out/<slug>/, and its smoke run leaves no store behind."""
+    output = _smoke("gpu_runs.py", tmp_path)
+    kept = tmp_path / "out" / "tetrominoes_nwm_linear"
+    assert sorted(p.name for p in kept.iterdir()) == ["checkpoint.pt", "result.json"]
+    # The child prints its run folder, inside the temporary store the smoke run must have removed.
+    run_path = Path(re.search(r"(\S*twi-gpu-runs-[^/\s]+)/\S+ complete", output).group(1))
+    assert run_path.is_absolute() and not run_path.exists()
+
+
+def test_gpu_runs_rejects_a_malformed_point(tmp_path):
+    """A point that is not dataset/family/variant fails in argument parsing (status 2), before any work."""
+    done = _run("gpu_runs.py", ["--out", str(tmp_path), "tetrominoes/nwm"])
+    assert done.returncode == 2
+    assert "points must be dataset/family/variant" in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(_CUDA, reason="checks the message of a machine without CUDA")
+def test_bench_gpu_without_smoke_still_needs_cuda():
+    """Only --smoke falls back to the CPU: a real measurement without CUDA is an error (status 2)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_gpu.py")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert "bench_gpu needs CUDA" in done.stderr
