@@ -1,7 +1,8 @@
 """Browser tests of the built book: every page with a kernel-free scrubber shows a frame, scrubs and plays; and of the
 drawable drum on a standalone page (no book build), whose in-page numbers must equal twi_core.drum's.
 
-Uses the built HTML in ``$TWI_BOOK_HTML``; without it, builds the book once per session at the smoke preset (slow).
+Uses the built HTML in ``$TWI_BOOK_HTML``; without it, the book README command 1 built (``_build/html``) when that is
+newer than every notebook, page and module; otherwise builds the book once per session at the smoke preset (slow).
 Serves it on 127.0.0.1 (random port) and drives Debian's ``/usr/bin/chromium`` through Playwright. Without Chromium the
 tests skip, unless ``TWI_REQUIRE_BROWSER=1`` (CI), where they fail.
 """
@@ -50,6 +51,12 @@ def book_html(tmp_path_factory) -> Path:
         if not (html / "index.html").exists():
             pytest.fail(f"TWI_BOOK_HTML={env_html} holds no built book (index.html missing)")
         return html
+    built = ROOT / "_build" / "html"  # README command 1's output: tested when it is newer than every source
+    if (built / "index.html").exists():
+        sources = [*ROOT.glob("book/*.ipynb"), *ROOT.glob("book/*.md"), *ROOT.glob("twi_core/**/*.py"),
+                   *ROOT.glob("twi_core/resources/*.js")]
+        if (built / "index.html").stat().st_mtime > max(p.stat().st_mtime for p in sources):
+            return built
     out = tmp_path_factory.mktemp("book")
     env = {**os.environ, "TWI_PRESET": "smoke", "MPLBACKEND": "Agg"}
     jb = Path(sys.executable).with_name("jupyter-book")
