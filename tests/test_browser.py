@@ -333,3 +333,32 @@ def test_drawable_drum_isospectral_presets_ring_alike(drum_page):
     assert abs(f["gww1"] / f["gww2"] - 1) < 1e-6                       # different shapes, one fundamental
     assert abs(f["gww2"] / _python_run(mask, cfg)[0] - 1) < 1e-9
     assert not errors, errors
+
+
+def test_every_table_downloads_as_csv(book_html, server, browser):
+    """Each table of a chapter has a "⤓ CSV" link (book/_static/table-csv.js); the file it downloads holds the
+    table's cells, header included, one row per table row."""
+    import csv
+    import io
+
+    pages = [rel for rel in _pages_with(book_html, "<table") if not rel.startswith(("api_", "genindex", "search"))]
+    assert pages, "no page of the built book has a table"
+    for rel in pages[:3]:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(f"{server}/{rel}", wait_until="load")
+        links = page.locator("article a.twi-csv")
+        page.wait_for_function("() => document.querySelectorAll('article a.twi-csv').length > 0", timeout=30000)
+        n_tables = page.evaluate("() => Array.from(document.querySelectorAll('article table')).filter("
+                                 "t => !t.closest('.twi-explorer, .twi-scrubber, .twi-drum')).length")
+        assert links.count() == n_tables, f"{rel}: {links.count()} CSV links for {n_tables} tables"
+        tables = page.locator("article table[data-twi-csv]")
+        with page.expect_download() as info:
+            links.first.click()
+        text = Path(info.value.path()).read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+        n_rows = tables.first.evaluate("(t) => t.rows.length")
+        first_cell = tables.first.evaluate("(t) => t.rows[t.rows.length - 1].cells[0].textContent.trim()")
+        assert len(rows) == n_rows, f"{rel}: the CSV has {len(rows)} rows, the table {n_rows}"
+        assert len({len(r) for r in rows}) == 1, f"{rel}: ragged CSV rows {[len(r) for r in rows]}"
+        assert " ".join(first_cell.split()) in rows[-1], f"{rel}: the last row's first cell is not in the CSV"
+        page.close()
