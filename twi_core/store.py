@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = ["SHIPPED_DIR", "MANIFEST_FILE", "TRAIN_MODES", "MissingRunError", "train_mode", "shipped_dir", "find",
-           "pack", "prune", "write_manifest", "verify", "PLAN", "plan_epochs", "plan_configs", "store_config"]
+           "pack", "prune", "write_manifest", "verify", "PLAN", "plan_epochs", "provenance", "plan_configs", "store_config"]
 
 #: The shipped store, beside the chapters (present in a checkout of the book).
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "book" / "_runs"
@@ -198,6 +198,16 @@ def find(config, *, root: str | os.PathLike | None = None):
     if run.record.key != config.key() or run.status != runs.COMPLETE:
         return None
     return run
+
+
+def provenance(run) -> str:
+    """``"stored"`` for a run served from the shipped store, else ``"live"`` (trained, or loaded from the user's run
+    store, by this process or an earlier one)."""
+    try:
+        run.path.resolve().relative_to(shipped_dir().resolve())
+    except ValueError:
+        return "live"
+    return "stored"
 
 
 def missing_message(config) -> str:

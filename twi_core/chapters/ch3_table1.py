@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 
 from twi_core import presets
+from twi_core import store as _store
 from twi_core.analysis import spectra
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "figure7", "provenance", "paper_robustness", "robustness_table",
+           "claims", "chance_levels", "figure7", "paper_robustness", "robustness_table",
            "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
@@ -163,7 +164,7 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Live
                      "n_train": rec.n_images.get("train"), "best_epoch": rec.best_epoch,
                      "wall_time_s": rec.wall_time_s, "device": rec.device_name or rec.device,
                      "data_source": rec.data_source, "run": run.path.name,
-                     "source": provenance(run), "images_seen": rec.images_seen,
+                     "source": _store.provenance(run), "images_seen": rec.images_seen,
                      "recipe": rec.recipe, "commit": (rec.git_commit or "")[:7], "finished": rec.finished})
     return LiveRuns(runs, pd.DataFrame(rows))
 
@@ -268,18 +269,6 @@ def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
                                                              ("fg_iou_min", "fg_iou_median", "fg_iou_max"))
                      if ref is not None else "–"})
     return pd.DataFrame(rows)
-
-
-def provenance(run) -> str:
-    """``"stored"`` for a run served from the shipped store (:mod:`twi_core.store`), else ``"live"`` (trained or
-    loaded from the user's run store by this build)."""
-    from twi_core import store
-
-    try:
-        run.path.resolve().relative_to(store.shipped_dir().resolve())
-    except ValueError:
-        return "live"
-    return "stored"
 
 
 def _fmt(values: pd.Series, digits: int = 2) -> str:
