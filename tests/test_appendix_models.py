@@ -1,4 +1,4 @@
-"""The appendix tables of twi_core.models.summary."""
+"""The appendix tables of twi_core.chapters.appendix_models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from twi_core.models import REFERENCE_COUNTS, build, count_parameters, paper_config
-from twi_core.models import summary
+from twi_core.chapters import appendix_models as summary
 from twi_core.presets import PRESETS, resolve
 
 
