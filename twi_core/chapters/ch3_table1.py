@@ -532,7 +532,7 @@ def _paper_bars(dataset: str, rows: list[tuple[str, str]], *, x_of, hue_of) -> p
 
 def readout_bars_data(table: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Data of the paper's Figure 11 for one dataset: ``(ours, paper, order)`` with columns ``x`` (readout) and
-    ``hue`` (model), for :func:`twi_core.viz.states.readout_bars`. Ours: the complete recurrent live runs."""
+    ``hue`` (model), for :func:`twi_core.viz.results.readout_bars`. Ours: the complete recurrent live runs."""
     ok = table[(table["status"] == "complete") & (table["dataset"] == dataset) & table["family"].isin(["nwm", "lstm"])]
     ours = ok.assign(x=ok["variant"], hue=ok["family"].map(FAMILY_TITLES))
     paper = _paper_bars(dataset, [(f, v) for f in ("lstm", "nwm") for v in READOUT_ORDER],
