@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from twi_core.models._engine_bench import machine, save_results, training_flops_per_image
+from twi_core.benchmarking import machine, save_results, training_flops_per_image
 from twi_core.models.registry import build, paper_config
 from twi_core.train_step import EagerStep, GraphedStep
 
@@ -292,7 +292,7 @@ def cpu_smoke(cfg: dict, batch: int, repeats: int) -> dict:
         ``equality`` (forward and gradient relative errors, fast vs plain and both vs float64) and a ``steps`` entry
         shaped like :func:`step_times`' (``median_ms``, ``ratio_vs_plain``, ``tflops``), timed with ``perf_counter``.
     """
-    from twi_core.models._engine_bench import time_interleaved
+    from twi_core.benchmarking import time_interleaved
 
     torch.manual_seed(0)
     base = build(**{**cfg, "engine": "plain"})

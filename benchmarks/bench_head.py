@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from twi_core._memory import reuse_freed_memory
 from twi_core.models import head as head_module
-from twi_core.models._engine_bench import machine, matmul_gflops, time_interleaved
+from twi_core.benchmarking import machine, matmul_gflops, time_interleaved
 from twi_core.models.readouts import HEADS, PixelMLP
 
 

@@ -29,7 +29,7 @@ import torch
 
 from twi_core._memory import reuse_freed_memory
 from twi_core.models import engine
-from twi_core.models._engine_bench import bench_training_step, machine, peak_rss_step, save_results
+from twi_core.benchmarking import bench_training_step, machine, peak_rss_step, save_results
 from twi_core.models.registry import paper_config
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from twi_core.models._engine_bench import bench_training_step, machine, save_results
+from twi_core.benchmarking import bench_training_step, machine, save_results
 from twi_core.models.registry import paper_config
 
 

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 def collect(store: Path, out: Path, *, setup: str = "") -> int:
     """Every finished run under ``store`` as curves, with the machine, into ``out``."""
     from twi_core import runs
-    from twi_core.models._engine_bench import machine, save_results
+    from twi_core.benchmarking import machine, save_results
 
     curves = []
     for run in runs.iter_runs(store):

@@ -1,4 +1,5 @@
-"""Tests of the figures of chapters 2 and 3 (twi_core.viz.states) and of the chapter modules ch2_polygons, ch3_table1."""
+"""Tests of the figures of chapters 2 and 3 (twi_core.viz.states, twi_core.viz.results) and of the chapter modules
+ch2_polygons, ch3_table1."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from twi_core.viz import results as vres  # noqa: E402
 from twi_core.viz import states as vs  # noqa: E402
 
 
@@ -128,8 +130,8 @@ def test_readout_bars_marks_the_all_background_baseline_and_the_paper():
                          "fg_iou": [0.5, 0.7, 0.2], "pixel_accuracy": [0.9, 0.95, 0.88]})
     paper = pd.DataFrame({"readout": ["linear", "last"], "model": ["NWM", "NWM"], "fg_iou_mean": [0.98, 0.9],
                           "fg_iou_std": [0.01, 0.09]})
-    fig = vs.readout_bars(ours, x="readout", hue="model", metrics=["fg_iou", "pixel_accuracy"], paper=paper,
-                          baselines={"pixel_accuracy": 0.86})
+    fig = vres.readout_bars(ours, x="readout", hue="model", metrics=["fg_iou", "pixel_accuracy"], paper=paper,
+                            baselines={"pixel_accuracy": 0.86})
     ax_iou, ax_acc = fig.axes[:2]
     heights = sorted(round(p.get_height(), 6) for p in ax_iou.patches)
     assert heights == [0.2, 0.6]                      # mean of the two linear runs, and the last run
@@ -139,19 +141,19 @@ def test_readout_bars_marks_the_all_background_baseline_and_the_paper():
     labels = {t.get_text() for t in fig.legends[0].get_texts()}
     assert {"NWM", "paper (mean ± std)", "all background"} <= labels
     with pytest.raises(ValueError, match="lacks column 'fg_acc'"):
-        vs.readout_bars(ours, x="readout", hue="model", metrics=["fg_acc"])
+        vres.readout_bars(ours, x="readout", hue="model", metrics=["fg_acc"])
 
 
 def test_learning_curves_one_line_per_run_and_log_loss():
     h1 = pd.DataFrame({"epoch": [1, 2, 3], "val_loss": [1.0, 0.5, 0.03], "val_fg_iou": [0.1, 0.2, 0.4]})
     h2 = pd.DataFrame({"epoch": [1, 2], "val_loss": [0.9, 0.8]})
-    fig = vs.learning_curves({"a": h1, "b": h2}, metrics=["val_loss", "val_fg_iou"])
+    fig = vres.learning_curves({"a": h1, "b": h2}, metrics=["val_loss", "val_fg_iou"])
     assert len(fig.axes[0].get_lines()) == 2 and len(fig.axes[1].get_lines()) == 1
     assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "linear"
-    narrow = vs.learning_curves({"b": h2}, metrics=["val_loss"])  # less than a decade: a linear axis
+    narrow = vres.learning_curves({"b": h2}, metrics=["val_loss"])  # less than a decade: a linear axis
     assert narrow.axes[0].get_yscale() == "linear"
     with pytest.raises(ValueError, match="empty"):
-        vs.learning_curves({})
+        vres.learning_curves({})
 
 
 def test_class_spectrum_plot_one_normalised_curve_per_foreground_class():

@@ -225,7 +225,7 @@ def test_validation_shapes_and_types():
 
 def test_flop_count_matches_reference_notes():
     """Reference notes §11.3: the Tetrominoes NWM-linear forward is 0.753 GMAC per image; training counts 3x forward."""
-    from twi_core.models._engine_bench import training_flops_per_image
+    from twi_core.benchmarking import training_flops_per_image
     from twi_core.models.registry import paper_config
 
     flops = training_flops_per_image(paper_config("tetrominoes", "nwm", "linear"))

@@ -609,12 +609,6 @@ def _sort_key(column):
     return column.map(lambda v: order.get(v, 99))
 
 
-def _fmt(mean: float, std: float, digits: int) -> str:
-    if mean != mean:
-        return "–"
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def render_table(table, *, metrics: Sequence[str] = ("fg_iou", "fg_accuracy", "total_iou"), digits: int = 2,
                  spread: bool = True):
     """A display table (strings): per configuration ``mean ± std`` over seeds, ``[min / median / max]`` and the paper.
@@ -632,6 +626,8 @@ def render_table(table, *, metrics: Sequence[str] = ("fg_iou", "fg_accuracy", "t
     """
     import pandas as pd
 
+    from twi_core.analysis.claims import mean_std_text
+
     unknown = [m for m in metrics if m not in AGGREGATE_METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; expected some of {list(AGGREGATE_METRICS)}")
@@ -644,14 +640,14 @@ def render_table(table, *, metrics: Sequence[str] = ("fg_iou", "fg_accuracy", "t
         if r.get("n_failed", 0):
             row["seeds"] = f"{int(r['n_seeds'])} (+{int(r['n_failed'])} NaN)"
         for m in metrics:
-            row[m] = _fmt(r.get(f"{m}_mean", float("nan")), r.get(f"{m}_std", float("nan")), digits)
+            row[m] = mean_std_text(r.get(f"{m}_mean", float("nan")), r.get(f"{m}_std", float("nan")), digits)
             if spread:
                 lo, med, hi = (r.get(f"{m}_{s}", float("nan")) for s in ("min", "median", "max"))
                 row[f"{m} min/med/max"] = "–" if lo != lo else f"{lo:.{digits}f} / {med:.{digits}f} / {hi:.{digits}f}"
             paper_mean = r.get(f"paper_{m}_mean", float("nan"))
             if f"paper_{m}_mean" in table.columns:
-                row[f"{m} (paper)"] = _fmt(paper_mean if paper_mean is not None else float("nan"),
-                                           r.get(f"paper_{m}_std", float("nan")), 2)
+                row[f"{m} (paper)"] = mean_std_text(paper_mean if paper_mean is not None else float("nan"),
+                                                    r.get(f"paper_{m}_std", float("nan")), 2)
         rows.append(row)
     return pd.DataFrame(rows)
 

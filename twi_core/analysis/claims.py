@@ -34,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "correlation", "welch_interval"]
+__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "correlation", "welch_interval",
+           "mean_std_text", "seeds_text"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -190,3 +191,61 @@ def correlation(series: Sequence[tuple[Sequence[float], Sequence[float]]], *, mi
         return {**out, "verdict": HOLDS, "reason": f"mean r {out['mean_r']:.2f} > 0, permutation p = {p:.3g} < {alpha:g}"}
     return {**out, "verdict": DOES_NOT_HOLD,
             "reason": f"mean r {out['mean_r']:.2f}, permutation p = {p:.3g} (needs r > 0 and p < {alpha:g})"}
+
+
+def mean_std_text(mean: float, std: float = math.nan, digits: int = 2) -> str:
+    """A mean and its standard deviation as the tables print them: ``"0.91 ± 0.01"``.
+
+    Parameters
+    ----------
+    mean : float
+        The mean; NaN prints as ``"–"``.
+    std : float, optional
+        The standard deviation; NaN (one seed, or none reported) prints the mean alone.
+    digits : int
+        Decimals of both numbers.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> mean_std_text(0.9123, 0.0101)
+    '0.91 ± 0.01'
+    >>> mean_std_text(0.9123), mean_std_text(float("nan"), 0.1)
+    ('0.91', '–')
+    """
+    if mean != mean:
+        return "–"
+    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def seeds_text(values, digits: int = 2) -> str:
+    """Mean ± sample standard deviation (``ddof=1``) of per-seed values, through :func:`mean_std_text`.
+
+    Parameters
+    ----------
+    values : sequence or pandas.Series
+        One value per seed; entries that are not numbers (``None``, NaN, text) are left out.
+    digits : int
+        Decimals of both numbers.
+
+    Returns
+    -------
+    str
+        ``"–"`` without a value, the value alone for one seed, else ``"mean ± std"``.
+
+    Examples
+    --------
+    >>> seeds_text([0.90, 0.92, None]), seeds_text([0.5]), seeds_text([])
+    ('0.91 ± 0.01', '0.50', '–')
+    """
+    import pandas as pd
+
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    if len(v) == 1:
+        return mean_std_text(v.iloc[0], digits=digits)
+    return mean_std_text(v.mean(), v.std(ddof=1), digits)

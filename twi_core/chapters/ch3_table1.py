@@ -27,6 +27,7 @@ import torch
 from twi_core import presets
 from twi_core import store as _store
 from twi_core.analysis import spectra
+from twi_core.analysis.claims import seeds_text
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
            "claims", "chance_levels", "figure7", "paper_robustness", "robustness_table",
@@ -271,15 +272,6 @@ def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(values: pd.Series, digits: int = 2) -> str:
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    if v.empty:
-        return "–"
-    if len(v) == 1:
-        return f"{v.iloc[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
 def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "fg_loss"),
                      two_level: bool = False) -> pd.DataFrame:
     """Our runs (mean ± std over seeds) beside the paper's Table 1 row, one row per configuration.
@@ -305,7 +297,7 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
                "params (paper)": ref["params_paper"].iloc[0] if len(ref) and "params_paper" in ref else "–",
                "runs": len(ok)}
         for m in metrics:
-            row[f"{labels.get(m, m)} (ours)"] = _fmt(ok[m], 2 if m != "fg_loss" else 2)
+            row[f"{labels.get(m, m)} (ours)"] = seeds_text(ok[m], 2 if m != "fg_loss" else 2)
             if len(ref):
                 mean, std = ref[f"paper_{m}_mean"].iloc[0], ref[f"paper_{m}_std"].iloc[0]
                 row[f"{labels.get(m, m)} (paper)"] = f"{mean:.2f} ± {std:.2f}"
@@ -521,7 +513,7 @@ def _paper_bars(dataset: str, rows: list[tuple[str, str]], *, x_of, hue_of) -> p
 
 def readout_bars_data(table: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Data of the paper's Figure 11 for one dataset: ``(ours, paper, order)`` with columns ``x`` (readout) and
-    ``hue`` (model), for :func:`twi_core.viz.states.readout_bars`. Ours: the complete recurrent live runs."""
+    ``hue`` (model), for :func:`twi_core.viz.results.readout_bars`. Ours: the complete recurrent live runs."""
     ok = table[(table["status"] == "complete") & (table["dataset"] == dataset) & table["family"].isin(["nwm", "lstm"])]
     ours = ok.assign(x=ok["variant"], hue=ok["family"].map(FAMILY_TITLES))
     paper = _paper_bars(dataset, [(f, v) for f in ("lstm", "nwm") for v in READOUT_ORDER],

@@ -28,6 +28,7 @@ import torch
 
 from twi_core import presets
 from twi_core.analysis import receptive_field as rf
+from twi_core.analysis.claims import seeds_text
 
 __all__ = ["TABLE", "DATASET", "Table2Runs", "settings", "describe", "live_points", "train_all", "comparison_table",
            "gallery", "cnn_probe", "digit_pixel", "paper_parameters", "receptive_fields"]
@@ -131,13 +132,6 @@ def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Tabl
     return Table2Runs(runs, pd.DataFrame(rows))
 
 
-def _fmt(values: pd.Series) -> str:
-    v = pd.to_numeric(values, errors="coerce").dropna()
-    if v.empty:
-        return "–"
-    return f"{v.iloc[0]:.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
-
-
 def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     """Our runs (mean ± std over seeds) beside the paper's Table 2, one row per model, in the paper's order.
 
@@ -161,7 +155,7 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
                "params (paper config)": f"{counts[label]:,}" if label in counts else "–",
                "params (paper)": ref["params_paper"].iloc[0] if len(ref) else "–", "seeds": len(ok)}
         for m, name in labels.items():
-            row[f"{name} (ours)"] = _fmt(ok[m])
+            row[f"{name} (ours)"] = seeds_text(ok[m])
             row[f"{name} (paper)"] = (f"{ref[f'paper_{m}_mean'].iloc[0]:.2f} ± {ref[f'paper_{m}_std'].iloc[0]:.2f}"
                                       if len(ref) else "–")
         out.append(row)

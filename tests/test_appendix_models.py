@@ -1,4 +1,4 @@
-"""The appendix tables of twi_core.models.summary."""
+"""The appendix tables of twi_core.chapters.appendix_models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from twi_core.models import REFERENCE_COUNTS, build, count_parameters, paper_config
-from twi_core.models import summary
+from twi_core.chapters import appendix_models as summary
 from twi_core.presets import PRESETS, resolve
 
 
@@ -52,3 +52,15 @@ def test_demo_states():
     x, states = summary.demo_states(image_size=16, steps=5)
     assert x.shape == (1, 3, 16, 16) and states.shape == (1, 5, 2, 16, 16)
     assert float(x.max()) > 0 and bool(torch.isfinite(states).all())
+
+
+def test_traced_layer_tables_slice_the_page_settings():
+    settings = resolve(summary.SETTINGS, "smoke", env=False)
+    first = summary.traced_layer_tables(settings, 0, 1)
+    assert len(first) == 1 and summary.traced_layer_tables(settings, len(settings.traced), None) == []
+    heading, table = first[0]
+    dataset, family, variant = settings.traced[0]
+    model = build(**paper_config(dataset, family, variant))
+    assert heading == (f"{family} on {dataset} ({variant}); shapes traced at 16x16 (preset smoke); "
+                       f"parameters: {count_parameters(model):,}")
+    assert int(table["parameters"].sum()) == count_parameters(model)

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from ..viz.palette import class_palette, colorize
+from twi_core.viz.palette import class_palette, colorize
 
 __all__ = ["PRESETS", "class_frequencies", "legend_handles", "objects_per_image", "summary_table", "show_samples"]
 

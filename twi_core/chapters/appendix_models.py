@@ -15,7 +15,8 @@ from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
 from twi_core.models.reference_counts import REFERENCE_COUNTS
 from twi_core.models.registry import build, count_parameters, paper_config, paper_rows
 
-__all__ = ["SETTINGS", "demo_states", "head_table", "layer_table", "parameter_table", "readout_table"]
+__all__ = ["SETTINGS", "demo_states", "head_table", "layer_table", "parameter_table", "readout_table",
+           "traced_layer_tables"]
 
 _TRACED = [("tetrominoes", "nwm", "linear"), ("tetrominoes", "lstm", "linear"), ("tetrominoes", "cnn", 4),
            ("multi_mnist", "unet", 2)]
@@ -120,6 +121,30 @@ def layer_table(model: nn.Module, *, batch: int = 1, image_size: int | None = No
     table = pd.DataFrame(rows)
     table["output shape"] = table["output shape"].map(lambda s: "" if s is None else "×".join(map(str, s)))
     return table
+
+
+def traced_layer_tables(settings, start: int = 0, stop: int | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Layer tables (:func:`layer_table`) of the page's traced configurations ``settings.traced[start:stop]``.
+
+    Parameters
+    ----------
+    settings : the page's settings (:data:`SETTINGS` through :func:`twi_core.presets.resolve`); ``traced`` holds
+        ``(dataset, family, variant)`` rows, ``trace_size`` the canvas of the passes (``None``: the dataset's own).
+    start, stop : the slice of ``settings.traced`` to trace (one forward pass each); an empty slice gives ``[]``.
+
+    Returns
+    -------
+    list of (str, DataFrame)
+        Per configuration a heading (model, dataset, variant, traced canvas, preset, parameter count) and its table.
+    """
+    out = []
+    for dataset, family, variant in settings.traced[start:stop]:
+        model = build(**paper_config(dataset, family, variant))
+        table = layer_table(model, image_size=settings.trace_size)
+        size = settings.trace_size or model.config["image_size"]
+        out.append((f"{family} on {dataset} ({variant}); shapes traced at {size}x{size} (preset {settings.preset}); "
+                    f"parameters: {count_parameters(model):,}", table))
+    return out
 
 
 def _describe(module: nn.Module) -> str:
