@@ -75,6 +75,22 @@ def test_a_changed_shipped_file_is_detected_and_not_served(tiny, tmp_cache, tmp_
     assert any("extra.txt: not listed" in p for p in store.verify(shipped))
 
 
+def test_pack_ships_the_epoch_checkpoints_halved(tiny, tmp_cache, tmp_path, shipped, monkeypatch):
+    cfg = config(epochs=2, save_epoch_checkpoints=True)
+    trained = _ship(cfg, tmp_path, shipped)
+    folder = shipped / trained.path.name
+    assert sorted(p.name for p in (folder / "epochs").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+    assert store.verify(shipped) == []
+    saved = torch.load(folder / "epochs" / "epoch_002.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in saved.values() if v.is_floating_point())
+    monkeypatch.setenv("TWI_TRAIN", "never")
+    run = runs.obtain(cfg, progress=False)
+    assert run.path == folder and isinstance(run.epoch_model(1), torch.nn.Module)
+    before = (folder / "epochs" / "epoch_001.pt").read_bytes()
+    assert store.pack([trained.path], root=shipped) == []          # packed already: nothing rewritten
+    assert (folder / "epochs" / "epoch_001.pt").read_bytes() == before
+
+
 def test_prune_removes_what_the_plan_no_longer_asks_for(tiny, tmp_cache, tmp_path, shipped):
     short, longer = config(epochs=1), config(epochs=2)
     for cfg in (short, longer):

@@ -228,13 +228,14 @@ def _halve(state: dict) -> dict:
 
 def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None,
          checkpoints: bool = True) -> list[Path]:
-    """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` in half precision), then
-    rewrite the manifest. Runs packed already (the same ``result.json``) are left as they are. Returns the folders
-    written."""
+    """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` and the per-epoch
+    checkpoints ``epochs/epoch_NNN.pt`` in half precision), then rewrite the manifest. Runs packed already (the same
+    ``result.json`` and every checkpoint present) are left as they are. Returns the folders written."""
     import torch
 
     from twi_core import runs
     from twi_core._io import atomic_write
+    from twi_core.models.checkpoints import checkpoint_dict, read_checkpoint
 
     root = Path(root) if root is not None else shipped_dir()
     written = []
@@ -243,20 +244,25 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
         if run.status != runs.COMPLETE:
             continue
         dest = root / Path(source).name
-        if (dest / "result.json").exists() and (dest / "result.json").read_bytes() == \
-                (run.path / "result.json").read_bytes():
+        weights = sorted(p.relative_to(run.path) for p in [run.path / "checkpoint.pt",
+                                                            *(run.path / "epochs").glob("epoch_*.pt")]
+                         if p.exists()) if checkpoints else []
+        same = (dest / "result.json").exists() and \
+            (dest / "result.json").read_bytes() == (run.path / "result.json").read_bytes()
+        if same and all((dest / w).exists() for w in weights):
             continue  # packed already (re-saving would change the bytes of an identical checkpoint)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "result.json", dest / "result.json")
-        if checkpoints and (run.path / "checkpoint.pt").exists():
-            from twi_core.models.checkpoints import checkpoint_dict, read_checkpoint
-
-            _, state = read_checkpoint(run.path / "checkpoint.pt")
+        for name in weights:
+            if same and (dest / name).exists():
+                continue  # the same run: what is there is what it would be
+            _, state = read_checkpoint(run.path / name)
             packed = checkpoint_dict(run.config.model, _halve(state))  # self-describing, whatever the source was
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
 
             def writer(tmp: Path, packed=packed) -> None:
                 torch.save(packed, tmp)
-            atomic_write(dest / "checkpoint.pt", writer)
+            atomic_write(dest / name, writer)
         written.append(dest)
     write_manifest(root)
     return written
