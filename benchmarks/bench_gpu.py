@@ -117,18 +117,30 @@ def _grads(model, x, y):
     return logits.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def equality(cfg: dict, batch: int) -> dict:
-    """Fast (compiled kernels) vs plain vs plain in float64 on one step; graphed vs eager over 5 updates."""
+def _fast_vs_plain(cfg: dict, batch: int, device: str):
+    """One batch through the ``plain`` and ``fast`` engines from the same weights, and the plain model in float64:
+    ``(plain model, x, y, {forward/gradient relative errors})``. On CUDA the fast engine's kernels are compiled. The
+    per-pixel head stays in fp32 (``TWI_HEAD_BF16=0``): on an AMX CPU its bf16 training path would make the float64
+    comparison measure bf16 rounding instead of the engines."""
+    os.environ["TWI_HEAD_BF16"] = "0"
     torch.manual_seed(0)
-    base = build(**{**cfg, "engine": "plain"}).cuda()
-    x, y = _batch(cfg, batch, "cuda", seed=1)
-    fast = build(**{**cfg, "engine": "fast"}).cuda()
+    base = build(**{**cfg, "engine": "plain"}).to(device)
+    x, y = _batch(cfg, batch, device, seed=1)
+    fast = build(**{**cfg, "engine": "fast"}).to(device)
     fast.load_state_dict(base.state_dict())
     exact = copy.deepcopy(base).double()
-    _compile_env(True)
+    _compile_env(device == "cuda")
     lf, gf = _grads(fast, x, y)
     lp, gp = _grads(base, x, y)
-    le, ge = _grads(exact, x.double(), y)
+    _, ge = _grads(exact, x.double(), y)
+    worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
+    return base, x, y, {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
+                        "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge)}
+
+
+def equality(cfg: dict, batch: int) -> dict:
+    """Fast (compiled kernels) vs plain vs plain in float64 on one step; graphed vs eager over 5 updates."""
+    base, x, y, equal = _fast_vs_plain(cfg, batch, "cuda")
     from twi_core.models import engine as _engine
 
     u, yy = torch.randn(6400, 2, 64, 64, device="cuda"), torch.randn(6400, 2, 64, 64, device="cuda")
@@ -146,9 +158,7 @@ def equality(cfg: dict, batch: int) -> dict:
         stop.synchronize()
         out_wg[f"weight_grad_ms_{name}_N6400"] = start.elapsed_time(stop) / 5
     del u, yy
-    worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
-    out = {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
-           "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge), **out_wg}
+    out = {**equal, **out_wg}
     # Graphed vs eager training: the gradient of the first update (same weights), then the weights after 5 updates
     # on 5 batches (Adam's first steps are about lr * sign(g), so rounding of tiny gradients shows up as lr-sized
     # differences in single weights; "moved" is how far the 5 updates take the weights, for scale).
@@ -294,19 +304,7 @@ def cpu_smoke(cfg: dict, batch: int, repeats: int) -> dict:
     """
     from twi_core.benchmarking import time_interleaved
 
-    torch.manual_seed(0)
-    base = build(**{**cfg, "engine": "plain"})
-    x, y = _batch(cfg, batch, "cpu", seed=1)
-    fast = build(**{**cfg, "engine": "fast"})
-    fast.load_state_dict(base.state_dict())
-    exact = copy.deepcopy(base).double()
-    _compile_env(False)
-    lf, gf = _grads(fast, x, y)
-    lp, gp = _grads(base, x, y)
-    _, ge = _grads(exact, x.double(), y)
-    worst = lambda ga, gb: max(_rel(ga[k], gb[k]) for k in gb if float(gb[k].norm()) > 0)  # noqa: E731
-    equal = {"forward_rel_fast_vs_plain": _rel(lf, lp), "grad_rel_fast_vs_plain": worst(gf, gp),
-             "grad_rel_fast_vs_fp64": worst(gf, ge), "grad_rel_plain_vs_fp64": worst(gp, ge)}
+    base, x, y, equal = _fast_vs_plain(cfg, batch, "cpu")
     # The steps themselves are built by _variant, as on the GPU, only on the CPU.
     steps = {name: _variant(name, base.state_dict(), cfg, x, y, device="cpu")[1] for name in CPU_VARIANTS}
     times = time_interleaved({name: (lambda step=step: step(x, y)) for name, step in steps.items()}, repeats=repeats)
