@@ -91,6 +91,20 @@ def test_pack_ships_the_epoch_checkpoints_halved(tiny, tmp_cache, tmp_path, ship
     assert (folder / "epochs" / "epoch_001.pt").read_bytes() == before
 
 
+def test_a_longer_run_continues_a_shipped_run_that_kept_its_state(tiny, tmp_cache, tmp_path, shipped, monkeypatch):
+    short, longer = config(epochs=2), config(epochs=3)
+    work = tmp_path / "work"
+    store.pack([runs.obtain(short, store=work, progress=False).path], root=shipped, resume_state=True)
+    assert (shipped / runs.run_dir(short, store=shipped).name / "state.pt").exists() and store.verify(shipped) == []
+    fresh = train.fit(longer, tmp_path / "fresh", device="cpu", progress=False)
+    seen = []
+    real_epoch = train._train_epoch
+    monkeypatch.setattr(train, "_train_epoch", lambda *a, **k: seen.append(1) or real_epoch(*a, **k))
+    run = runs.obtain(longer, progress=False)                      # the user's store (tmp_cache) is empty
+    assert len(seen) == 1 and run.result["continued_from"] == short.key()
+    assert run.metrics == fresh["metrics"]
+
+
 def test_prune_removes_what_the_plan_no_longer_asks_for(tiny, tmp_cache, tmp_path, shipped):
     short, longer = config(epochs=1), config(epochs=2)
     for cfg in (short, longer):

@@ -227,10 +227,12 @@ def _halve(state: dict) -> dict:
 
 
 def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None,
-         checkpoints: bool = True) -> list[Path]:
+         checkpoints: bool = True, resume_state: bool = False) -> list[Path]:
     """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` and the per-epoch
-    checkpoints ``epochs/epoch_NNN.pt`` in half precision), then rewrite the manifest. Runs packed already (the same
-    ``result.json`` and every checkpoint present) are left as they are. Returns the folders written."""
+    checkpoints ``epochs/epoch_NNN.pt`` in half precision), then rewrite the manifest. With ``resume_state`` the
+    run's ``state.pt`` is shipped too, unchanged, so that a later session can train the run further
+    (:func:`twi_core.runs.obtain` continues a shipped shorter run). Runs packed already (the same ``result.json``
+    and every file present) are left as they are. Returns the folders written."""
     import torch
 
     from twi_core import runs
@@ -247,12 +249,15 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
         weights = sorted(p.relative_to(run.path) for p in [run.path / "checkpoint.pt",
                                                             *(run.path / "epochs").glob("epoch_*.pt")]
                          if p.exists()) if checkpoints else []
+        resume = resume_state and (run.path / "state.pt").exists()
         same = (dest / "result.json").exists() and \
             (dest / "result.json").read_bytes() == (run.path / "result.json").read_bytes()
-        if same and all((dest / w).exists() for w in weights):
+        if same and all((dest / w).exists() for w in weights) and (not resume or (dest / "state.pt").exists()):
             continue  # packed already (re-saving would change the bytes of an identical checkpoint)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "result.json", dest / "result.json")
+        if resume:  # full precision, byte for byte: a longer run continues from it bit-identically
+            shutil.copyfile(run.path / "state.pt", dest / "state.pt")
         for name in weights:
             if same and (dest / name).exists():
                 continue  # the same run: what is there is what it would be
@@ -318,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs += [c for c in shipped_configs("book") if not args.only or args.only in runs.slug(c)]
     if args.command == "pack":
         folders = [runs.run_dir(c, store=args.work) for c in configs]
-        done = pack([f for f in folders if (f / "result.json").exists()])
+        plan_keys = {c.key() for c in plan_configs()}
+        done = pack([f for f in folders if (f / "result.json").exists() and f.name[-12:] not in plan_keys])
+        # The plan's runs keep their resume state: the store grows epoch by epoch across sessions.
+        done += pack([f for f in folders if (f / "result.json").exists() and f.name[-12:] in plan_keys],
+                     resume_state=True)
         print(f"packed {len(done)} run(s) into {shipped_dir()}")
         return 0
     for config in configs:

@@ -462,7 +462,9 @@ def continue_from(shorter_dir: str | os.PathLike, config: TrainConfig, run_dir: 
     """Start the run folder ``run_dir`` of ``config`` from the resume state of a shorter run of it (:func:`continues`).
 
     The shorter run's ``state.pt`` (and best ``checkpoint.pt``) are copied in, re-keyed to ``config``; :func:`fit`
-    then resumes after the shorter run's last epoch, and the longer run comes out as if trained from scratch. Nothing
+    then resumes after the shorter run's last epoch, and the longer run comes out as if trained from scratch. (From a
+    shipped run whose best epoch is not its last, the best checkpoint so far is the shipped half-precision one: the
+    training is still bit-identical, and the test metrics agree to the store's 0.005.) Nothing
     of the shorter run changes. Returns False (and writes nothing) when ``run_dir`` has a state already or the
     shorter run's state is unusable or not a prefix of ``config``.
     """
@@ -477,7 +479,13 @@ def continue_from(shorter_dir: str | os.PathLike, config: TrainConfig, run_dir: 
     if shorter is None or state.get("key") != shorter.key() or not continues(shorter, config):
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (shorter_dir / CHECKPOINT_FILE).exists():
+    if state.get("best_epoch") == state.get("epoch"):
+        # The best checkpoint is the last epoch's weights, which the state holds in full precision: rebuild it from
+        # them (a shipped checkpoint.pt is halved), so the longer run's best checkpoint is exact too.
+        from twi_core.models.checkpoints import checkpoint_dict
+
+        _save_torch(run_dir / CHECKPOINT_FILE, checkpoint_dict(config.model, state["model"]))
+    elif (shorter_dir / CHECKPOINT_FILE).exists():
         data = (shorter_dir / CHECKPOINT_FILE).read_bytes()
         atomic_write(run_dir / CHECKPOINT_FILE, lambda tmp: tmp.write_bytes(data))
     _save_torch(run_dir / STATE_FILE, {**state, "key": config.key(), "continued_from": shorter.key()})
