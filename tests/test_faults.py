@@ -40,7 +40,7 @@ def _no_cuda() -> bool:
     return not torch.cuda.is_available()
 
 
-#: (id, extra arguments after ``twi reproduce smoke --preset smoke --dry-run --out DIR``, environment changes, text the error line
+#: (id, extra arguments after ``twi reproduce sanity --preset smoke --dry-run --out DIR``, environment changes, text the error line
 #: must hold, a reason to skip or None). ``{tmp}`` in an argument is the test's temporary folder.
 CLI_CASES = [
     ("device-cuda-without-cuda", ["--device", "cuda"], {}, "--device: got 'cuda', but",
@@ -137,7 +137,7 @@ def test_a_bad_setting_stops_the_batch_before_it_starts(case, tmp_path, capsys, 
         monkeypatch.setenv(key, value)
     _materials(tmp_path)
     out = tmp_path / "store"
-    argv = ["reproduce", "smoke", "--preset", "smoke", "--dry-run", "--out", str(out),
+    argv = ["reproduce", "sanity", "--preset", "smoke", "--dry-run", "--out", str(out),
             *[a.format(tmp=tmp_path) for a in extra]]
     if "--out" in extra:  # the case's own --out replaces the default one
         i = argv.index("--out")
@@ -151,9 +151,9 @@ def test_a_bad_setting_stops_the_batch_before_it_starts(case, tmp_path, capsys, 
 
 def test_the_checks_pass_a_good_batch_and_a_cluster_may_have_gpus_this_machine_lacks(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TWI_PRESET", raising=False)
-    assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path / "s")]) == 0
+    assert cli.main(["reproduce", "sanity", "--dry-run", "--out", str(tmp_path / "s")]) == 0
     if _no_cuda():  # a SLURM submission from a login node without GPUs for GPU nodes: not this machine's business
-        assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path / "s"), "--executor", "slurm",
+        assert cli.main(["reproduce", "sanity", "--dry-run", "--out", str(tmp_path / "s"), "--executor", "slurm",
                          "--device", "cuda"]) == 0
     assert "error" not in capsys.readouterr().err
 
@@ -163,9 +163,9 @@ def test_validation_runs_inside_run_grid_too():
     from twi_core.validation import SettingError
 
     with pytest.raises(SettingError, match=r"setting 'steps': got 'ten'"):
-        reproduce.run_grid("smoke", preset="smoke", dry_run=True, overrides={"steps": "ten"})
+        reproduce.run_grid("sanity", preset="smoke", dry_run=True, overrides={"steps": "ten"})
     with pytest.raises(ValueError, match=r"--seeds: got \[3\] more than once"):
-        reproduce.run_grid("smoke", preset="smoke", dry_run=True, seeds=[3, 3])
+        reproduce.run_grid("sanity", preset="smoke", dry_run=True, seeds=[3, 3])
 
 
 #: (id, arguments after ``twi aggregate``, text the error line must hold).
@@ -191,8 +191,8 @@ def test_aggregate_fails_clearly(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["reproduce", "smoke", "--dry-run", "--device", "cuda:99"], "--device: got 'cuda:99'"),
-    (["reproduce", "smoke", "--dry-run", "--out", "{tmp}/file/runs"], "which lies under the file"),
+    (["reproduce", "sanity", "--dry-run", "--device", "cuda:99"], "--device: got 'cuda:99'"),
+    (["reproduce", "sanity", "--dry-run", "--out", "{tmp}/file/runs"], "which lies under the file"),
     (["aggregate", "{tmp}/missing"], "which does not exist"),
 ])
 def test_a_real_process_prints_one_line_and_no_traceback(argv, expected, tmp_path):

@@ -233,7 +233,7 @@ def test_pip_install_then_reproduce_dry_run_outside_a_checkout(tmp_path):
     licences = list((tmp_path / "venv").rglob("twi_core-*.dist-info/licenses/LICENSE"))
     assert licences and "MIT License" in licences[0].read_text(encoding="utf-8")
 
-    run = subprocess.run([str(tmp_path / "venv" / "bin" / "twi"), "reproduce", "smoke", "--dry-run"],
+    run = subprocess.run([str(tmp_path / "venv" / "bin" / "twi"), "reproduce", "sanity", "--dry-run"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count(" to run\n") == 3 and "tetrominoes-nwm-linear" in run.stdout

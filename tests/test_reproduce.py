@@ -30,7 +30,7 @@ def test_grids_have_the_papers_sizes(no_env_preset):
     # Reference notes §7: 2 datasets x 15 configurations x 10 seeds; Multi-MNIST 5 configurations x 12 seeds.
     assert len(reproduce.expand("table1", preset="paper")) == 300
     assert len(reproduce.expand("table2", preset="paper")) == 60
-    assert len(reproduce.expand("smoke", preset="smoke")) == 3
+    assert len(reproduce.expand("sanity", preset="smoke")) == 3
     book = reproduce.expand("table2", preset="book")
     assert sorted({p.seed for p in book}) == [0, 1, 2]
     assert {(p.family, str(p.variant)) for p in book} == {("nwm", "linear"), *(("unet", str(w)) for w in (2, 3, 4, 5))}
@@ -50,14 +50,14 @@ def test_smoke_preset_caps_steps_and_parses_variants():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: reproduce.expand("tabel1"), r"unknown grid 'tabel1'; expected one of \['smoke', 'table1', 'table2'"),
-    (lambda: reproduce.expand("smoke", preset="huge"), r"unknown .*'huge'; expected one of \['smoke', 'book', 'paper'\]"),
-    (lambda: reproduce.expand("smoke", epoch=3), r"unknown setting\(s\) \['epoch'\]; valid settings are .*'epochs'"),
-    (lambda: reproduce.expand("smoke", seeds=[0, -1]), r"seeds must be"),
+    (lambda: reproduce.expand("tabel1"), r"unknown grid 'tabel1'; expected one of \['sanity', 'table1', 'table2'"),
+    (lambda: reproduce.expand("sanity", preset="huge"), r"unknown .*'huge'; expected one of \['smoke', 'book', 'paper'\]"),
+    (lambda: reproduce.expand("sanity", epoch=3), r"unknown setting\(s\) \['epoch'\]; valid settings are .*'epochs'"),
+    (lambda: reproduce.expand("sanity", seeds=[0, -1]), r"seeds must be"),
     (lambda: reproduce.train_config("mnist", "nwm", "fourier"), r"unknown variant 'fourier'.*'linear'"),
     (lambda: reproduce.train_config("mnist", "unet", 2), r"no 'unet' model on 'mnist'"),
-    (lambda: reproduce.run_grid("smoke", executor="pbs", dry_run=True), r"--executor: got 'pbs'; expected one of .*'slurm'"),
-    (lambda: reproduce.run_grid("smoke", jobs=0, dry_run=True), r"--jobs: got 0; expected an int >= 1"),
+    (lambda: reproduce.run_grid("sanity", executor="pbs", dry_run=True), r"--executor: got 'pbs'; expected one of .*'slurm'"),
+    (lambda: reproduce.run_grid("sanity", jobs=0, dry_run=True), r"--jobs: got 0; expected an int >= 1"),
 ])
 def test_bad_input_is_rejected_with_the_valid_choices(call, message):
     with pytest.raises(ValueError, match=message):
@@ -66,15 +66,20 @@ def test_bad_input_is_rejected_with_the_valid_choices(call, message):
 
 def test_bad_override_type_is_rejected():
     with pytest.raises(TypeError, match="epochs"):
-        reproduce.expand("smoke", epochs="many")
+        reproduce.expand("sanity", epochs="many")
 
 
 def test_cli_errors_before_running_anything(tmp_path, capsys):
     assert cli.main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
-    assert "invalid choice: 'nope' (choose from 'smoke', 'table1', 'table2', 'polygons')" in capsys.readouterr().err
-    assert cli.main(["reproduce", "smoke", "--out", str(tmp_path), "--set", "epoch=2"]) == 2
+    assert "invalid choice: 'nope' (choose from 'sanity', 'table1', 'table2', 'polygons')" in capsys.readouterr().err
+    assert cli.main(["reproduce", "smoke", "--out", str(tmp_path)]) == 2   # a preset given as the grid
+    assert ("'smoke' is a preset (a scale), not a grid; the grid of three tiny runs that tests the machinery is "
+            "'sanity': twi reproduce sanity --preset smoke") in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'paper' is a preset .* twi reproduce sanity --preset paper"):
+        reproduce.expand("paper")
+    assert cli.main(["reproduce", "sanity", "--out", str(tmp_path), "--set", "epoch=2"]) == 2
     assert "--set epoch: got an unknown setting 'epoch'; expected one of [" in capsys.readouterr().err
-    assert cli.main(["reproduce", "smoke", "--out", str(tmp_path), "--preset", "tiny"]) == 2
+    assert cli.main(["reproduce", "sanity", "--out", str(tmp_path), "--preset", "tiny"]) == 2
     assert not any(tmp_path.iterdir())
 
 
@@ -82,20 +87,20 @@ def test_an_explicit_preset_and_a_different_twi_preset_are_an_error(tmp_path, ca
     monkeypatch.setenv("TWI_PRESET", "smoke")
     assert cli.main(["reproduce", "table1", "--preset", "paper", "--dry-run", "--out", str(tmp_path)]) == 2
     assert "--preset paper and TWI_PRESET=smoke disagree" in capsys.readouterr().err
-    assert cli.main(["reproduce", "smoke", "--preset", "smoke", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert cli.main(["reproduce", "sanity", "--preset", "smoke", "--dry-run", "--out", str(tmp_path)]) == 0
 
 
 def test_set_seeds_n_picks_the_first_n_seeds(tmp_path, capsys):
-    assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2"]) == 0
+    assert cli.main(["reproduce", "sanity", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2"]) == 0
     out = capsys.readouterr().out
     assert "-s1-" in out and "-s2-" not in out
-    assert cli.main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2",
+    assert cli.main(["reproduce", "sanity", "--dry-run", "--out", str(tmp_path), "--set", "seeds=2",
                      "--seeds", "0"]) == 2
     assert "give the seeds once" in capsys.readouterr().err
 
 
 def test_dry_run_lists_the_points(tmp_path, capsys):
-    assert cli.main(["reproduce", "smoke", "--out", str(tmp_path), "--dry-run", "--seeds", "0", "1"]) == 0
+    assert cli.main(["reproduce", "sanity", "--out", str(tmp_path), "--dry-run", "--seeds", "0", "1"]) == 0
     out = capsys.readouterr().out
     assert out.count(" to run\n") == 6 and "tetrominoes-cnn-2-s1-" in out
     assert not any(tmp_path.iterdir())
@@ -219,7 +224,7 @@ TINY = ["--set", "n_train=8", "--set", "n_val=4", "--set", "n_test=4", "--set", 
 
 
 def _batch(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "twi_core.cli", "reproduce", "smoke", "--preset", "smoke", "--jobs", "1",
+    cmd = [sys.executable, "-m", "twi_core.cli", "reproduce", "sanity", "--preset", "smoke", "--jobs", "1",
            "--out", str(out), *TINY, *extra]
     env = {**os.environ, "TWI_PRESET": "smoke", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -258,7 +263,7 @@ def test_batch_survives_sigkill_and_a_corrupt_record(tmp_cache):
         assert (killed / name / "run.ipynb").exists() and (killed / name / "checkpoint.pt").exists()
 
     # The uninterrupted reference batch runs in this process (same runs, no notebook kernels: faster).
-    ref = reproduce.run_grid("smoke", preset="smoke", out=clean, executor="inline", echo=lambda s: None,
+    ref = reproduce.run_grid("sanity", preset="smoke", out=clean, executor="inline", echo=lambda s: None,
                              overrides={"n_train": 8, "n_val": 4, "n_test": 4, "steps": 4})
     assert set(ref["status"]) == {"complete"}
     pd.testing.assert_frame_equal(_comparable(reproduce.aggregate(killed)), _comparable(reproduce.aggregate(clean)))
@@ -266,7 +271,7 @@ def test_batch_survives_sigkill_and_a_corrupt_record(tmp_cache):
     # A corrupt record is detected and only that run is trained again.
     victim = sorted(after)[0]
     (killed / victim / "result.json").write_text('{"status": "compl')
-    again = reproduce.run_grid("smoke", preset="smoke", out=killed, executor="inline", echo=lambda s: None,
+    again = reproduce.run_grid("sanity", preset="smoke", out=killed, executor="inline", echo=lambda s: None,
                                overrides={"n_train": 8, "n_val": 4, "n_test": 4, "steps": 4})
     assert sorted(again["status"]) == ["complete", "skipped", "skipped"]
     final = _finished(killed)
@@ -277,7 +282,7 @@ def test_batch_survives_sigkill_and_a_corrupt_record(tmp_cache):
 
 @pytest.mark.slow
 def test_slurm_path_through_submitits_local_executor(tmp_cache):
-    summary = reproduce.run_grid("smoke", preset="smoke", jobs=2, out=tmp_cache / "slurm", executor="slurm",
+    summary = reproduce.run_grid("sanity", preset="smoke", jobs=2, out=tmp_cache / "slurm", executor="slurm",
                                  cluster="local", seeds=[0],
                                  overrides={"n_train": 8, "n_val": 4, "n_test": 4, "steps": 4}, echo=lambda s: None)
     assert set(summary["status"]) == {"complete"}

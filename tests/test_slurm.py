@@ -44,7 +44,7 @@ if not _slurm_works():
 
 
 def _batch(out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "twi_core.cli", "reproduce", "smoke", "--preset", "smoke", "--executor", "slurm",
+    cmd = [sys.executable, "-m", "twi_core.cli", "reproduce", "sanity", "--preset", "smoke", "--executor", "slurm",
            "--jobs", "1", "--out", str(out), *[a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]]
     # sbatch exports this environment to the jobs: they import this checkout and run small.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TWI_PRESET": "smoke", "OMP_NUM_THREADS": "1"}
@@ -112,7 +112,7 @@ def test_a_cancelled_slurm_batch_resubmitted_gives_the_uninterrupted_aggregate(t
     assert all(after[name] == mtime for name, mtime in first.items()), "a completed run was trained again"
 
     clean = tmp_path / "clean"
-    ref = reproduce.run_grid("smoke", preset="smoke", out=clean, executor="inline", echo=lambda s: None,
+    ref = reproduce.run_grid("sanity", preset="smoke", out=clean, executor="inline", echo=lambda s: None,
                              overrides=TINY)
     assert set(ref["status"]) == {"complete"}
     pd.testing.assert_frame_equal(_comparable(reproduce.aggregate(out)), _comparable(reproduce.aggregate(clean)))

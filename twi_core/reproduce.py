@@ -8,7 +8,7 @@ folders into a table of mean ± std and min / median / max over seeds per config
 
 Grids (:data:`GRIDS`) and scales (:data:`RUN_PRESETS`):
 
-- ``smoke``: three tiny runs on Tetrominoes (NWM-linear, Conv-LSTM-linear, CNN L = 2), to test the machinery.
+- ``sanity``: three tiny runs on Tetrominoes (NWM-linear, Conv-LSTM-linear, CNN L = 2), to test the machinery.
 - ``table1``: Tetrominoes and MNIST × {CNN L = 2…32, Conv-LSTM and NWM with each readout}: the paper's Table 1 (and 3).
 - ``table2``: Multi-MNIST, NWM-linear vs U-Net widths 2…5: Table 2.
 - ``polygons``: the NWM with each readout on Polygons.
@@ -92,7 +92,7 @@ def _rows(datasets: Iterable[str], families: Iterable[str]) -> tuple[tuple[str, 
 
 def _grids() -> dict[str, Grid]:
     return {
-        "smoke": Grid("three tiny Tetrominoes runs (NWM-linear, Conv-LSTM-linear, CNN L=2) to test the machinery",
+        "sanity": Grid("three tiny Tetrominoes runs (NWM-linear, Conv-LSTM-linear, CNN L=2) to test the machinery",
                       (("tetrominoes", "nwm", "linear"), ("tetrominoes", "lstm", "linear"),
                        ("tetrominoes", "cnn", 2)), 1),
         "table1": Grid("Table 1 (and 3): Tetrominoes and MNIST x {CNN depths, Conv-LSTM readouts, NWM readouts}",
@@ -106,7 +106,7 @@ def _grids() -> dict[str, Grid]:
 class _LazyGrids(Mapping[str, Grid]):
     """The grid registry, built on first use (it asks :mod:`twi_core.models` for the paper's variants)."""
 
-    _names = ("smoke", "table1", "table2", "polygons")
+    _names = ("sanity", "table1", "table2", "polygons")
 
     def __init__(self) -> None:
         self._built: dict[str, Grid] | None = None
@@ -126,14 +126,28 @@ class _LazyGrids(Mapping[str, Grid]):
         return len(self._names)
 
 
-#: Named grids: ``smoke``, ``table1``, ``table2``, ``polygons``.
+#: Named grids: ``sanity``, ``table1``, ``table2``, ``polygons``.
 GRIDS: Mapping[str, Grid] = _LazyGrids()
+
+
+#: What a grid name that is really a preset name means (``smoke`` was once both).
+_NOT_A_GRID = ("{name!r} is a preset (a scale), not a grid; the grid of three tiny runs that tests the machinery is "
+               "'sanity': twi reproduce sanity --preset {name}")
 
 
 def _check_grid(grid: str) -> Grid:
     if grid not in GRIDS:
+        if grid in presets.PRESETS:
+            raise ValueError(_NOT_A_GRID.format(name=grid))
         raise ValueError(f"unknown grid {grid!r}; expected one of {list(GRIDS)}")
     return GRIDS[grid]
+
+
+def _grid_argument(text: str) -> str:
+    """argparse ``type`` of the grid: a preset name given as the grid gets the message saying so."""
+    if text in presets.PRESETS and text not in GRIDS:
+        raise argparse.ArgumentTypeError(_NOT_A_GRID.format(name=text))
+    return text
 
 
 def _check_preset(preset: str | None) -> None:
@@ -690,7 +704,7 @@ def _parse_set(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _add_reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("grid", choices=list(GRIDS._names), help="the grid to run")  # type: ignore[attr-defined]
+    p.add_argument("grid", type=_grid_argument, choices=list(GRIDS._names), help="the grid to run")  # type: ignore[attr-defined]
     p.add_argument("--preset", default=None, choices=list(presets.PRESETS),
                    help="the scale (default: $TWI_PRESET, else book; naming both differently is an error)")
     p.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
