@@ -119,7 +119,8 @@ def training_flops_per_image(config: dict[str, Any]) -> float:
 
     Forward multiply-accumulates per pixel: encoders (3×3 convs), the recurrence (9·C²·T), the time projection (K·C·T,
     ``linear`` only) and the per-pixel head; FLOPs = 2 × MACs. For the Tetrominoes NWM-linear this is 0.753 GMAC per
-    image forward (reference notes §11.3).
+    image forward (our count of the authors' model, ``cornn_model2.py`` in
+    the authors' repository, KempnerInstitute/traveling-waves-integrate).
     """
     from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
 

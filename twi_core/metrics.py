@@ -4,7 +4,8 @@ Every metric takes predicted labels and targets, both integer tensors of shape `
 image, a float64 tensor of shape ``(B,)``. An image without foreground has no foreground accuracy or IoU: its value is
 NaN (the paper's definition divides by the number of foreground pixels). The losses take logits ``(B, n, H, W)``.
 
-Definitions (reference notes §6.1, ``science_facts.md`` §5), with ``G`` the target, ``P`` the prediction, background 0:
+Definitions (``loss_metrics.py`` of the authors' repository, KempnerInstitute/traveling-waves-integrate), with ``G`` the
+target, ``P`` the prediction, background 0:
 
 =============================  ========================================================================================
 ``pixel_accuracy``             :math:`\\frac{1}{HW}\\sum_p [P_p = G_p]` (the paper's "Acc")
@@ -118,7 +119,8 @@ def fg_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     The authors one-hot encode both label maps, zero them where the target is background and sum intersection and union
     over classes and pixels jointly: a right foreground pixel adds 1/1, a wrong one 0/2. The result is therefore a
-    monotone function of the image's foreground accuracy :math:`a` (reference notes §6.1, bug 3). NaN without foreground.
+    monotone function of the image's foreground accuracy :math:`a` (the authors' ``loss_metrics.py``). NaN without
+    foreground.
 
     Returns
     -------
@@ -283,7 +285,7 @@ def _batches(data, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data, *, batch_size: int = 64, device: str | torch.device | None = None
              ) -> dict[str, float]:
-    """Mean metrics of ``model`` on ``data``, accumulated the way the authors do (reference notes §5).
+    """Mean metrics of ``model`` on ``data``, accumulated the way the authors do (their ``trainer.py``).
 
     Per-image metrics are averaged over images (images without foreground are left out of the foreground means instead
     of turning them into NaN). Losses are batch means weighted by batch size, as in the authors' ``eval_metrics``;

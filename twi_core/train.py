@@ -1,6 +1,6 @@
 """The authors' training protocol, resumable and deterministic on CPU.
 
-Protocol (reference notes §5; ``recipe="paper"``): Adam (lr 1e-3, default betas, no weight decay), plain pixel-wise cross-entropy, shuffled
+Protocol (the authors' ``trainer.py``; ``recipe="paper"``): Adam (lr 1e-3, default betas, no weight decay), plain pixel-wise cross-entropy, shuffled
 training batches with ``drop_last=True``, validation after every epoch, and the checkpoint kept whenever the validation
 loss beats the best so far by more than an *absolute* 0.001 (:data:`BEST_TOLERANCE`); that checkpoint is evaluated on the
 test split at the end. No schedule, clipping, augmentation or early stopping (the authors' patience exceeds their epochs).
@@ -327,7 +327,7 @@ def _set_rng_state(state: Mapping[str, Any], order: torch.Generator) -> None:
 
 
 def _seed_everything(seed: int) -> None:
-    # The authors seed numpy, Python, torch and CUDA before building the model (reference notes §0.4).
+    # The authors seed numpy, Python, torch and CUDA before building the model (their ``main.py``).
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

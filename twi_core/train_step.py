@@ -1,6 +1,7 @@
 r"""One training step (forward, pixel cross-entropy, backward, optimizer update), eager or replayed as a CUDA graph.
 
-The authors' step (reference notes §5) is ``logits = model(x); loss = CE(logits, y); zero_grad; backward; step``.
+The authors' step (``trainer.py`` of their repository, KempnerInstitute/traveling-waves-integrate) is
+``logits = model(x); loss = CE(logits, y); zero_grad; backward; step``.
 :func:`make_train_step` returns a callable doing exactly that, in one of two ways:
 
 * :class:`EagerStep`: the step as written, on any device.

@@ -17,7 +17,7 @@ them), and is tested against it for every readout (``tests/test_engine.py``). It
 
    The transposed coupling :math:`W_y^{\top}\circledast` is a forward convolution with the kernel transposed over
    channels and flipped in space (on this CPU, mkldnn's backward of a 2-channel 3×3 convolution costs about 6× its
-   forward; the reference notes' profile), and :math:`\bar W_y` is reduced once per segment instead of once per step.
+   forward, measured with the torch profiler), and :math:`\bar W_y` is reduced once per segment instead of once per step.
 2. **Readouts accumulated online.** ``last``, ``mean`` and ``max`` keep one running tensor; ``linear`` and ``fft`` are
    linear maps over time (``fft`` is the magnitude of a real DFT, i.e. of two fixed projections with
    :math:`\cos` and :math:`\sin` rows), added up segment by segment with one GEMM per image and channel written

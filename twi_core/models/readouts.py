@@ -38,7 +38,8 @@ __all__ = ["HEADS", "READOUTS", "PixelMLP", "Readout", "check_readout", "check_h
 def num_frequency_bins(steps: int) -> int:
     """The number of temporal features per channel of the ``fft`` and ``linear`` readouts: ``T // 2 + 1``.
 
-    The one place this size is derived (the authors compute it three ways; see the reference notes §10.1).
+    The one place this size is derived (the authors compute it three ways, in ``readouts.py``, ``cornn_model2.py`` and
+    ``conv_recurrent2.py`` of their repository, KempnerInstitute/traveling-waves-integrate).
 
     Examples
     --------

@@ -1,8 +1,8 @@
 """The authors' parameter counts, for every configuration of the paper's Tables 1 and 2.
 
-Source: the reference notes §2.6 (the authors' model classes instantiated with CPU torch; analytic and torch counts
-agree exactly). Keys are ``(dataset, family, variant)`` as in :func:`twi_core.models.paper_config`. The paper prints
-them rounded ("176k"); these are exact.
+Source: the authors' model classes (their repository, KempnerInstitute/traveling-waves-integrate, commit ``ccfdc9e``)
+instantiated with CPU torch; analytic and torch counts agree exactly. Keys are ``(dataset, family, variant)`` as in
+:func:`twi_core.models.paper_config`. The paper prints them rounded ("176k"); these are exact.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _table() -> dict[tuple[str, str, object], int]:
 #: Total trainable parameters of the authors' models, by ``(dataset, family, variant)``.
 REFERENCE_COUNTS: dict[tuple[str, str, object], int] = _table()
 
-#: Per-component counts of the NWMs (reference notes §2.6), keyed by our module names.
+#: Per-component counts of the authors' NWMs (``cornn_model2.py``), keyed by our module names.
 REFERENCE_COMPONENTS: dict[tuple[str, str, object], dict[str, int]] = {
     ("tetrominoes", "nwm", "linear"): {
         "omega_encoder": 3_058, "alpha_encoder": 3_058, "y0_encoder": 5_378, "coupling": 36,

@@ -62,8 +62,12 @@ def build(name: str, *, in_channels: int, num_classes: int, image_size: int, **o
     Parameters
     ----------
     name : {'nwm', 'lstm', 'cnn', 'unet'}
-    in_channels, num_classes, image_size : int
-        Input channels, classes (background included), side of the square inputs.
+    in_channels : int
+        Input channels (1 for MNIST, 3 for Tetrominoes).
+    num_classes : int
+        Output classes, background included.
+    image_size : int
+        Side of the square inputs, in pixels.
     **options
         The model's other configuration fields (see :class:`~twi_core.models.nwm.NWMConfig`,
         :class:`~twi_core.models.conv_lstm.ConvLSTMConfig`, :class:`~twi_core.models.cnn.CNNConfig`,
