@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from twi_core._memory import reuse_freed_memory
 from twi_core.models import head as head_module
+from twi_core.models import workspace as workspace_module
 from twi_core.benchmarking import machine, matmul_gflops, time_interleaved
 from twi_core.models.readouts import HEADS, PixelMLP
 
@@ -79,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             return logits.detach()
 
         def no_workspace():
-            head_module.WORKSPACE.enabled = False
+            workspace_module.WORKSPACE.enabled = False
             try:
                 return step(model.forward)
             finally:
-                head_module.WORKSPACE.enabled = True
+                workspace_module.WORKSPACE.enabled = True
 
         # Equality first (also the warm-up): logits and every gradient, fused against plain.
         ref = step(model.forward_plain)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from twi_core.models import head as head_module
+from twi_core.models import workspace as workspace_module
 from twi_core.models.readouts import HEADS, PixelMLP
 
 TOL = {torch.float32: dict(forward=1e-5, grad=1e-4), torch.float64: dict(forward=1e-12, grad=1e-10)}
@@ -36,10 +37,10 @@ def _run(model: PixelMLP, forward, x: torch.Tensor, target: torch.Tensor):
 @pytest.fixture
 def pooled(monkeypatch):
     """Pool every buffer, however small, in a fresh workspace (the default pools only >= 4 MiB)."""
-    monkeypatch.setattr(head_module, "WORKSPACE_MIN_BYTES", 0)
-    monkeypatch.setattr(head_module, "WORKSPACE", head_module.Workspace())
-    assert head_module.WORKSPACE.enabled
-    return head_module.WORKSPACE
+    monkeypatch.setattr(workspace_module, "WORKSPACE_MIN_BYTES", 0)
+    monkeypatch.setattr(workspace_module, "WORKSPACE", workspace_module.Workspace())
+    assert workspace_module.WORKSPACE.enabled
+    return workspace_module.WORKSPACE
 
 
 @pytest.mark.parametrize("head", ["default", "small"])
@@ -62,7 +63,7 @@ def test_fused_head_equals_sequential(head, dtype, input_grad, pool, request):
         assert a.shape == b.shape and float(b.norm()) > 0
         assert _rel(a, b) <= TOL[dtype]["grad"]
     if pool:
-        assert head_module.WORKSPACE.nbytes > 0  # the run above did draw from the pool
+        assert workspace_module.WORKSPACE.nbytes > 0  # the run above did draw from the pool
 
 
 def test_relu_masks_are_exercised():
@@ -151,14 +152,14 @@ def test_pool_reuses_buffers_but_never_live_ones(pooled):
 
 
 def test_pool_steps_aside_when_glibc_reuses_memory(pooled, monkeypatch):
-    monkeypatch.setattr(head_module, "freed_memory_reused", lambda: True)
+    monkeypatch.setattr(workspace_module, "freed_memory_reused", lambda: True)
     model = _model("small", torch.float32)
     F.cross_entropy(model(torch.randn(1, 2, 2, 7)), torch.zeros(1, 2, 2, dtype=torch.long)).backward()
     assert pooled.nbytes == 0
 
 
 def test_pool_disabled_without_use_count(monkeypatch):
-    monkeypatch.setattr(head_module, "_use_count_fn", lambda: None)
+    monkeypatch.setattr(workspace_module, "_use_count_fn", lambda: None)
     assert not head_module.Workspace().enabled
 
 

@@ -4,11 +4,11 @@ r"""The coupling's weight gradient on CUDA as one Triton reduction (few channels
 
     \bar W[o, i, a, b] = \sum_{n, h, w} u[n, o, h, w]\; y[n, i, h + a - 1, w + b - 1] \quad\text{(periodic)}
 
-for a stack of N states (N = segment length × batch). cuBLAS runs the GEMM form of :func:`engine._weight_grad`
-((C × N·H·W) @ (N·H·W × C), nine times) with one 32×32 tile for the 2×2 result and no split over the long axis: on an
+for a stack of N states (N = segment length × batch). cuBLAS runs the GEMM form
+(:func:`twi_core.models._coupling_grad.weight_grad`: (C × N·H·W) @ (N·H·W × C), nine times) with one 32×32 tile for the 2×2 result and no split over the long axis: on an
 H100 the nine products took 16 of the 32 ms of a Tetrominoes training step at batch 64. Here every program reads one
-block of the GEMM form's flat, halo-padded operands (:func:`engine._halo_buffers`; u is zero outside the image, so
-wrapped positions add nothing) and writes its 9·C² partial sums; one ``sum`` over programs finishes. The work is one
+block of the GEMM form's flat, halo-padded operands (:func:`twi_core.models._coupling_grad.halo_operands`; u is
+zero outside the image, so wrapped positions add nothing) and writes its 9·C² partial sums; one ``sum`` over programs finishes. The work is one
 pass over u and y (memory-bound), spread over thousands of programs. Not run on a GPU since this refactor of the
 operands (the GEMM form that shares them is tested on every CI run).
 
@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from twi_core.models.engine import _halo_buffers
+from twi_core.models._coupling_grad import halo_operands
 
 __all__ = ["weight_grad"]
 
@@ -46,7 +46,7 @@ def _partials(u_ptr, y_ptr, out_ptr, length, u_row, y_row, pitch_w, C: tl.conste
 def weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``(C, C, 3, 3)`` weight gradient of the circular 3×3 coupling for stacks ``u, y`` of shape (N, C, H, W)."""
     c, w = y.shape[1], y.shape[3]
-    ubig, ybig, length = _halo_buffers(u, y)
+    ubig, ybig, length = halo_operands(u, y)
     programs = triton.cdiv(length, BLOCK)
     partial = torch.empty((programs, c * c * 9), device=u.device, dtype=u.dtype)
     _partials[(programs,)](ubig, ybig, partial, length, ubig.stride(0), ybig.stride(0), w + 2, C=c, BLOCK=BLOCK)

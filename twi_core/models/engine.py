@@ -57,13 +57,14 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from twi_core.models import _native
-from twi_core.models import head as _head  # its WORKSPACE, looked up at call time (tests swap it)
+from twi_core.models._coupling_grad import weight_grad as _weight_grad  # the GEMM form (CPU, many channels)
+from twi_core.models import workspace as _workspace  # its WORKSPACE, looked up at call time (tests swap it)
 
 __all__ = ["ENGINE_READOUTS", "SAVE_BUDGET_BYTES", "choose_segment", "dft_projection", "nwm_features", "nwm_mixed",
            "nwm_rollout"]
@@ -276,47 +277,6 @@ def _kernels(compile: bool | None, y0: torch.Tensor) -> _Kernels:
     return _EAGER
 
 
-def _weight_grad(u: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    r""":math:`\bar W[o, i, a, b] = \sum_{n, h, w} u[n, o, h, w]\, y[n, i, h + a - 1, w + b - 1]` (circular), for a stack.
-
-    u, y : (N, C, H, W) -> (C, C, 3, 3). Nine GEMMs over one flat buffer instead of mkldnn's weight gradient (which
-    is slow for 2 channels): both operands are laid out channel-first as (C, N, H+2, W+2) flattened, y with its
-    periodic halo and u zero outside its H×W corner, so that the shift by (a, b) is a plain offset of
-    ``a * (W + 2) + b`` along the flat axis and each tap is ``U @ Y[:, off:off + L].T`` with no copy. The zeros of U
-    mask every position where the offset would run into the next image.
-    """
-    ubig, ybig, length = _halo_buffers(u, y)
-    w = y.shape[3]
-    grad = weight.new_empty(weight.shape)
-    for a in range(3):
-        for b in range(3):
-            off = a * (w + 2) + b
-            grad[:, :, a, b] = ubig @ ybig[:, off:off + length].t()  # (C_out, C_in)
-    return grad
-
-
-def _halo_buffers(u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The flat operands of the weight gradient (GEMM form here, Triton form in :mod:`._triton_wgrad`).
-
-    u, y : (N, C, H, W) -> ``(ubig, ybig, L)`` with L = N·(H+2)·(W+2): ``ybig`` (C, L + tail) holds each y with its
-    periodic halo, ``ubig`` (C, L) each u at the top-left H×W corner of its (H+2)×(W+2) tile and zero elsewhere, so
-    that tap (a, b) pairs ``ubig[:, l]`` with ``ybig[:, l + a*(W+2) + b]``.
-    """
-    n, c, h, w = y.shape
-    length = n * (h + 2) * (w + 2)
-    ybig = y.new_empty((c, length + 2 * (w + 2) + 2))
-    ybig[:, length:].zero_()
-    yv = ybig[:, :length].view(c, n, h + 2, w + 2)
-    yv[:, :, 1:-1, 1:-1].copy_(y.transpose(0, 1))  # (C, N, H, W) interior
-    yv[:, :, 0, 1:-1].copy_(yv[:, :, h, 1:-1])  # periodic halo: rows, then columns (corners included)
-    yv[:, :, h + 1, 1:-1].copy_(yv[:, :, 1, 1:-1])
-    yv[:, :, :, 0].copy_(yv[:, :, :, w])
-    yv[:, :, :, w + 1].copy_(yv[:, :, :, 1])
-    ubig = u.new_zeros((c, length))
-    ubig.view(c, n, h + 2, w + 2)[:, :, :h, :w].copy_(u.transpose(0, 1))
-    return ubig, ybig, length
-
-
 _EAGER = _Kernels(_eager_step_into, _eager_adjoint_into, "eager", _weight_grad)
 _NATIVE = dataclasses.replace(_EAGER, name="native", native=True)
 
@@ -371,7 +331,7 @@ def _project_pixels_adjoint(inj: torch.Tensor, g_proj: torch.Tensor | None, proj
 class _Spec:
     dt: float
     steps: int
-    mode: str  # "sequence", "last", "mean", "max", "project" or "mix"  (see _Rollout)
+    emission: type["_Emission"]  # what the rollout outputs (see _Emission and _EMISSIONS)
     segment: int
     kernels: _Kernels
 
@@ -387,9 +347,9 @@ def _segments(steps: int, segment: int) -> list[tuple[int, int]]:
 
 
 def _empty(slots: int, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised ``(slots, *like.shape)`` buffer; on CPU from the head's workspace, so that the rollout's ~100 MB
-    buffers are reused between training steps instead of page-faulted afresh (see :mod:`twi_core.models.head`)."""
-    return _head.WORKSPACE.empty(slots, like.numel(), like=like).view(slots, *like.shape)
+    """An uninitialised ``(slots, *like.shape)`` buffer; on CPU from the process-wide pool, so that the rollout's ~100 MB
+    buffers are reused between training steps instead of page-faulted afresh (see :mod:`twi_core.models.workspace`)."""
+    return _workspace.WORKSPACE.empty(slots, like.numel(), like=like).view(slots, *like.shape)
 
 
 def _run(spec: _Spec, ybuf, zbuf, sbuf, omega, alpha, weight, n: int) -> None:
@@ -401,10 +361,185 @@ def _run(spec: _Spec, ybuf, zbuf, sbuf, omega, alpha, weight, n: int) -> None:
         spec.kernels.step_into(ybuf[i], zbuf[i], omega, alpha, weight, spec.dt, ybuf[i + 1], zbuf[i + 1], sbuf[i])
 
 
+class _Emission:
+    """What the rollout makes of the states it computes (forward), and the gradient it sends into them (backward).
+
+    One subclass per output; :class:`_Rollout` calls these methods and never asks which output it computes.
+
+    Forward: :meth:`absorb` once per segment with that segment's states ``ys`` (n, B, C, H, W) = y_{start+1} ..
+    y_stop, then :meth:`output` (``last`` is y_T) and :meth:`saved` (tensors the backward needs besides the states).
+    Backward, segments last to first: :meth:`start_backward` once, then :meth:`injection` per segment, the gradient
+    arriving at each of its states (or None); :attr:`terminal` is a gradient on y_T itself, :attr:`projection_grad` the
+    gradient of the projection (for the outputs that take one, :attr:`projected`).
+    """
+
+    projected = False  # takes a projection (time or channel mixing) and returns its gradient
+    n_saved = 0        # tensors saved by saved()
+
+    def __init__(self, steps: int, shape: tuple[int, ...], projection: torch.Tensor | None) -> None:
+        self.steps, self.shape, self.projection = steps, shape, projection
+        self.acc: torch.Tensor | None = None
+        self.terminal: torch.Tensor | None = None
+        self.projection_grad: torch.Tensor | None = None
+
+    def absorb(self, ys: torch.Tensor, start: int, stop: int) -> None:
+        """Take in the states of one segment (forward)."""
+
+    def output(self, last: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def saved(self) -> tuple[torch.Tensor, ...]:
+        return ()
+
+    def start_backward(self, grad_out: torch.Tensor, saved: Sequence[torch.Tensor], needs_projection_grad: bool) -> None:
+        self.grad_out = grad_out
+        if self.projected and needs_projection_grad:
+            self.projection_grad = torch.zeros_like(self.projection)
+
+    def injection(self, start: int, stop: int, ys: torch.Tensor) -> torch.Tensor | None:
+        """The gradient the output sends to y_{start+1} .. y_stop, shape (n, B, C, H, W), or None (backward)."""
+        return None
+
+
+class _Sequence(_Emission):
+    """Every state: ``(B, T, C, H, W)``."""
+
+    def absorb(self, ys, start, stop):
+        if self.acc is None:
+            self.acc = ys.new_empty((self.shape[0], self.steps, *self.shape[1:]))
+        self.acc[:, start:stop].copy_(ys.transpose(0, 1))
+
+    def output(self, last):
+        return self.acc
+
+    def injection(self, start, stop, ys):
+        return self.grad_out[:, start:stop].transpose(0, 1)
+
+
+class _Last(_Emission):
+    """y_T, ``(B, C, H, W)``."""
+
+    def output(self, last):
+        return last.clone()
+
+    def start_backward(self, grad_out, saved, needs_projection_grad):
+        super().start_backward(grad_out, saved, needs_projection_grad)
+        self.terminal = grad_out
+
+
+class _Mean(_Emission):
+    """The mean over time, ``(B, C, H, W)``."""
+
+    def absorb(self, ys, start, stop):
+        part = ys.sum(0)
+        self.acc = part if self.acc is None else self.acc.add_(part)
+
+    def output(self, last):
+        return self.acc / self.steps
+
+    def start_backward(self, grad_out, saved, needs_projection_grad):
+        super().start_backward(grad_out, saved, needs_projection_grad)
+        self.g_mean = grad_out / self.steps
+
+    def injection(self, start, stop, ys):
+        return self.g_mean.expand(stop - start, *self.shape)
+
+
+class _Max(_Emission):
+    """The maximum over time, ``(B, C, H, W)``; the first maximum receives the gradient, as with ``torch.max(dim)``."""
+
+    n_saved = 1
+
+    def absorb(self, ys, start, stop):
+        values, index = ys.max(dim=0)  # first maximum within the segment
+        if self.acc is None:
+            self.acc, self.arg = values, index.add_(start)
+        else:
+            newer = values > self.acc  # strict: an earlier maximum wins, as torch.max(dim) does
+            self.acc = torch.where(newer, values, self.acc)
+            self.arg = torch.where(newer, index + start, self.arg)
+
+    def output(self, last):
+        return self.acc
+
+    def saved(self):
+        return (self.arg,)
+
+    def start_backward(self, grad_out, saved, needs_projection_grad):
+        super().start_backward(grad_out, saved, needs_projection_grad)
+        (self.arg,) = saved
+
+    def injection(self, start, stop, ys):
+        times = torch.arange(start, stop, device=self.arg.device).view(stop - start, 1, 1, 1, 1)
+        return self.grad_out * (self.arg == times)
+
+
+class _Project(_Emission):
+    """A time projection per pixel and channel, ``(B, H*W, C, P)``: ``fft`` (cos/sin rows) and ``linear``."""
+
+    projected = True
+
+    def absorb(self, ys, start, stop):
+        if self.acc is None:
+            b, _, h, w = self.shape
+            self.acc = ys.new_zeros((b, h * w, self.shape[1], self.projection.shape[0]))
+        _project_pixels(self.acc, self.projection[:, start:stop], ys)
+
+    def output(self, last):
+        return self.acc
+
+    def start_backward(self, grad_out, saved, needs_projection_grad):
+        super().start_backward(grad_out, saved, needs_projection_grad)
+        self.g_pix = grad_out.contiguous()  # (B, H*W, C, P)
+
+    def injection(self, start, stop, ys):
+        inj = _empty(stop - start, ys[0])
+        g_proj = self.projection_grad[:, start:stop] if self.projection_grad is not None else None
+        _project_pixels_adjoint(inj, g_proj, self.projection[:, start:stop], self.g_pix, ys)
+        return inj
+
+
+class _Mix(_Emission):
+    """A channel-mixing projection of the whole sequence, ``(P, B, H, W)``: acc += M[:, segment] (P, n*C) @ states
+    as (n*C, B*H*W)."""
+
+    projected = True
+
+    def _segment(self, start, stop):
+        return self.projection[:, start:stop].reshape(self.projection.shape[0], -1)  # (P, n*C)
+
+    def absorb(self, ys, start, stop):
+        part, mix = _channels_major(ys), self._segment(start, stop)
+        if self.acc is None:
+            self.acc = mix @ part
+        else:
+            self.acc.addmm_(mix, part)
+
+    def output(self, last):
+        return self.acc.reshape(self.projection.shape[0], self.shape[0], *self.shape[2:])
+
+    def start_backward(self, grad_out, saved, needs_projection_grad):
+        super().start_backward(grad_out, saved, needs_projection_grad)
+        self.g_flat = grad_out.reshape(self.projection.shape[0], -1)  # (P, B*H*W)
+
+    def injection(self, start, stop, ys):
+        n, (b, c, h, w) = stop - start, self.shape
+        rows = _empty(n, ys[0]).view(n * c, -1)  # (n*C, B*H*W); per step a (B, C, H, W) view, no copy
+        inj = torch.mm(self._segment(start, stop).t(), self.g_flat, out=rows).view(n, c, b, h, w).transpose(1, 2)
+        if self.projection_grad is not None:
+            self.projection_grad[:, start:stop] = (self.g_flat @ _channels_major(ys).t()).view(-1, n, c)
+        return inj
+
+
+#: The rollout's outputs by name (the ``mode`` of :func:`_rollout_node`).
+_EMISSIONS: dict[str, type[_Emission]] = {"sequence": _Sequence, "last": _Last, "mean": _Mean, "max": _Max,
+                                          "project": _Project, "mix": _Mix}
+
+
 class _Rollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y0, omega, alpha, weight, projection, spec: _Spec):
-        steps, mode, seg = spec.steps, spec.mode, spec.segment
+        steps, seg = spec.steps, spec.segment
         whole = seg >= steps
         shape = tuple(y0.shape)
         omega, alpha = omega.contiguous(), alpha.contiguous()
@@ -416,9 +551,7 @@ class _Rollout(torch.autograd.Function):
         bz = y0.new_empty((len(bounds), *shape)) if not whole else None
         ybuf[0].copy_(y0)
         zbuf[0].zero_()
-        out = acc = arg = None
-        if mode == "sequence":
-            out = y0.new_empty((shape[0], steps, *shape[1:]))  # (B, T, C, H, W)
+        emission = spec.emission(steps, shape, projection)
         for k, (start, stop) in enumerate(bounds):
             n = stop - start
             if k > 0:  # carry the last state of the previous segment into slot 0
@@ -428,67 +561,33 @@ class _Rollout(torch.autograd.Function):
                 by[k].copy_(ybuf[0])
                 bz[k].copy_(zbuf[0])
             _run(spec, ybuf, zbuf, sbuf, omega, alpha, weight, n)
-            ys = ybuf[1:n + 1]  # (n, B, C, H, W): y_{start+1} .. y_stop
-            if mode == "sequence":
-                out[:, start:stop].copy_(ys.transpose(0, 1))
-            elif mode == "mean":
-                part = ys.sum(0)
-                acc = part if acc is None else acc.add_(part)
-            elif mode == "max":
-                values, index = ys.max(dim=0)  # first maximum within the segment
-                if acc is None:
-                    acc, arg = values, index.add_(start)
-                else:
-                    newer = values > acc  # strict: an earlier maximum wins, as torch.max(dim) does
-                    acc = torch.where(newer, values, acc)
-                    arg = torch.where(newer, index + start, arg)
-            elif mode == "mix":  # acc (P, B*H*W) += M[:, segment] (P, n*C) @ states as (n*C, B*H*W)
-                part = _channels_major(ys)
-                mix_seg = projection[:, start:stop].reshape(projection.shape[0], -1)
-                if acc is None:
-                    acc = mix_seg @ part
-                else:
-                    acc.addmm_(mix_seg, part)
-            elif mode == "project":
-                if acc is None:
-                    acc = y0.new_zeros((shape[0], shape[2] * shape[3], shape[1], projection.shape[0]))
-                _project_pixels(acc, projection[:, start:stop], ys)
-        n_last = bounds[-1][1] - bounds[-1][0]
-        if mode == "last":
-            out = ybuf[n_last].clone()
-        elif mode == "mean":
-            out = acc / steps
-        elif mode == "max":
-            out = acc
-        elif mode == "project":
-            out = acc  # (B, H*W, C, P)
-        elif mode == "mix":
-            out = acc.reshape(projection.shape[0], shape[0], *shape[2:])  # (P, B, H, W)
+            emission.absorb(ybuf[1:n + 1], start, stop)
+        out = emission.output(ybuf[bounds[-1][1] - bounds[-1][0]])
         ctx.spec = spec
         ctx.whole = whole
         saved = (ybuf, zbuf, sbuf) if whole else (by, bz)
-        extra = (arg,) if mode == "max" else ()
-        ctx.save_for_backward(omega, alpha, weight, projection, *extra, *saved)
+        ctx.save_for_backward(omega, alpha, weight, projection, *emission.saved(), *saved)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         spec = ctx.spec
-        steps, mode, dt, seg = spec.steps, spec.mode, spec.dt, spec.segment
+        steps, dt, seg = spec.steps, spec.dt, spec.segment
         omega, alpha, weight, projection, *rest = ctx.saved_tensors
-        arg = rest.pop(0) if mode == "max" else None
         shape = tuple(omega.shape)
+        emission = spec.emission(steps, shape, projection)
+        n_saved = spec.emission.n_saved
+        emission.start_backward(grad_out, rest[:n_saved], ctx.needs_input_grad[4])
+        rest = rest[n_saved:]
         weight_t = _transpose_kernel(weight).contiguous()
         gy = torch.zeros_like(omega)
         gz = torch.zeros_like(omega)
         g_omega = torch.zeros_like(omega)
         g_alpha = torch.zeros_like(alpha)
         g_weight = torch.zeros_like(weight)
-        g_proj = torch.zeros_like(projection) if ctx.needs_input_grad[4] and mode in ("project", "mix") else None
-        g_flat = grad_out.reshape(projection.shape[0], -1) if mode == "mix" else None  # (P, B*H*W)
-        g_pix = grad_out.contiguous() if mode == "project" else None  # (B, H*W, C, P)
-        b, c, h, w = shape
-        g_mean = grad_out / steps if mode == "mean" else None
+        if emission.terminal is not None:  # a gradient on y_T itself: the first state undone below
+            gy = gy + emission.terminal
+        w = shape[3]
         if ctx.whole:
             ybuf, zbuf, sbuf = rest
         else:
@@ -505,27 +604,7 @@ class _Rollout(torch.autograd.Function):
                 zbuf[0].copy_(bz[k])
                 _run(spec, ybuf, zbuf, sbuf, omega, alpha, weight, n)
             # inj[i] (n, B, C, H, W): the gradient the output sends to y_{start+i+1}, emitted by local step i.
-            inj = None
-            if mode == "sequence":
-                inj = grad_out[:, start:stop].transpose(0, 1)
-            elif mode == "project":
-                inj = _empty(n, omega)
-                _project_pixels_adjoint(inj, g_proj[:, start:stop] if g_proj is not None else None,
-                                        projection[:, start:stop], g_pix, ybuf[1:n + 1])
-            elif mode == "mix":
-                mix_seg = projection[:, start:stop].reshape(projection.shape[0], -1)  # (P, n*C)
-                # (n*C, B*H*W) -> per step a (B, C, H, W) view (no copy)
-                rows = _empty(n, omega).view(n * c, -1)  # (n*C, B*H*W)
-                inj = torch.mm(mix_seg.t(), g_flat, out=rows).view(n, c, b, h, w).transpose(1, 2)
-                if g_proj is not None:
-                    g_proj[:, start:stop] = (g_flat @ _channels_major(ybuf[1:n + 1]).t()).view(-1, n, c)
-            elif mode == "mean":
-                inj = g_mean.expand(n, *shape)
-            elif mode == "max":  # only the (first) argmax step receives the gradient
-                times = torch.arange(start, stop, device=arg.device).view(n, 1, 1, 1, 1)
-                inj = grad_out * (arg == times)
-            elif mode == "last" and stop == steps:  # y_T, emitted by the last step: the first one undone here
-                gy = gy + grad_out
+            inj = emission.injection(start, stop, ybuf[1:n + 1])
             if native:
                 if inj is not None and inj.stride()[3:] != (w, 1):  # the C kernel reads unit-stride rows
                     inj = inj.contiguous()
@@ -540,7 +619,7 @@ class _Rollout(torch.autograd.Function):
                     gy, gz, ybuf[i], zbuf[i], sbuf[i], omega, alpha, weight_t, g_omega, g_alpha, dt, ubuf[i]
                 )
             g_weight += spec.kernels.weight_grad(ubuf[:n].flatten(0, 1), ybuf[:n].flatten(0, 1), weight)
-        return gy, g_omega, g_alpha, g_weight, g_proj, None
+        return gy, g_omega, g_alpha, g_weight, emission.projection_grad, None
 
 
 def _check(name: str, x: torch.Tensor, shape: tuple | None = None) -> None:
@@ -571,7 +650,7 @@ def _rollout_node(y0, omega, alpha, coupling_weight, projection, *, dt, steps, m
         segment = choose_segment(steps, y0.numel() * y0.element_size())
     elif isinstance(segment, bool) or not isinstance(segment, int) or not 1 <= segment:
         raise ValueError(f"segment must be an int in 1..steps={steps}, got {segment!r}")
-    spec = _Spec(float(dt), steps, mode, min(segment, steps), _kernels(compile, y0))
+    spec = _Spec(float(dt), steps, _EMISSIONS[mode], min(segment, steps), _kernels(compile, y0))
     if projection is None:
         projection = y0.new_zeros(0, steps)
     return _Rollout.apply(y0, omega, alpha, coupling_weight, projection, spec)
