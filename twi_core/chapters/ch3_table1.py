@@ -30,7 +30,7 @@ from twi_core.analysis import spectra
 from twi_core.analysis.claims import seeds_text
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
-           "claims", "chance_levels", "figure7", "paper_robustness", "robustness_table",
+           "claims", "claims_by_dataset", "mnist_source", "chance_levels", "figure7", "paper_robustness", "robustness_table",
            "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
@@ -315,16 +315,18 @@ def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "
     return result
 
 
-def chance_levels(dataset: str, *, split: str = "test", n: int | None = None, seed: int = 0) -> dict[str, float]:
+def chance_levels(dataset: str, *, split: str = "test", n: int | None = None, seed: int = 0,
+                  source: str | None = None) -> dict[str, float]:
     """Test FG-IoU of two predictors that learned nothing about shape, through the runs' own metric.
 
     ``all_background``: background everywhere (FG-IoU 0: the "collapse"). ``uniform_class``: the true foreground
     found, with a class drawn uniformly at random per object pixel (the plateau the CPU calibration describes:
-    foreground found, shape at chance).
+    foreground found, shape at chance). ``source``: the MNIST source of the runs (``TrainConfig.data_source``), so
+    the levels are those of the images the runs were scored on.
     """
     from twi_core import data, metrics
 
-    loaded = data.load(dataset, split, n=n)
+    loaded = data.load(dataset, split, n=n, source=source)
     masks, k = loaded.masks, data.info(dataset).num_classes
     generator = torch.Generator().manual_seed(seed)
     guess = torch.randint(1, k, masks.shape, generator=generator)
@@ -371,6 +373,26 @@ def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping
              "holds": c["verdict"] == _claims.HOLDS} for claim, c in checks]
     return pd.DataFrame(rows, columns=["claim", "ours", "other", "difference", "95% low", "95% high", "seeds",
                                        "chance", "verdict", "reason", "holds"])
+
+
+def claims_by_dataset(table: pd.DataFrame, points: Sequence[Mapping[str, Any]], *, min_seeds: int = 3
+                      ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """:func:`claims` for every dataset of the page's runs (``points``, :func:`live_points`), one table with a
+    ``dataset`` column, and each dataset's :func:`chance_levels` on the test images its runs were scored on."""
+    parts, levels = [], {}
+    for dataset in dict.fromkeys(p["dataset"] for p in points):
+        config = next(p["config"] for p in points if p["dataset"] == dataset)
+        levels[dataset] = chance_levels(dataset, n=config.n_test, source=config.data_source)
+        part = claims(table, dataset=dataset, chance=levels[dataset], min_seeds=min_seeds)
+        part.insert(0, "dataset", dataset)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True), levels
+
+
+def mnist_source(points: Sequence[Mapping[str, Any]]) -> str:
+    """The MNIST source of the page's MNIST runs (from their configurations), or ``"not used"`` without any."""
+    sources = sorted({p["config"].data_source for p in points if p["dataset"] == "mnist"})
+    return ", ".join(sources) if sources else "not used"
 
 
 @torch.no_grad()
