@@ -9,7 +9,10 @@ Subpackages and modules (one job each; the README holds the full map):
 - :mod:`twi_core.metrics`  the paper's segmentation metrics and standard ones
 - :mod:`twi_core.train`    the authors' training protocol, resumable
 - :mod:`twi_core.runs`     run records and the run store (runs cached by configuration)
-- :mod:`twi_core.reproduce` batch reproduction under papermill, locally or on SLURM
+- :mod:`twi_core.grids`    the paper's run grids, scales and each run's configuration
+- :mod:`twi_core.batch`    batch execution of a grid under papermill, locally or on SLURM
+- :mod:`twi_core.aggregation` the paper's tables and statistics over seeds
+- :mod:`twi_core.reproduce` the three above under one import; :mod:`twi_core.cli` the ``twi`` command
 - :mod:`twi_core.analysis` spectra, wavelengths, space-time separability
 - :mod:`twi_core.viz`      GIFs, kernel-free scrubbers, plots
 """

@@ -354,7 +354,7 @@ def check_request(*, executor: str, jobs: Any, device: Any, out: str | os.PathLi
     Parameters
     ----------
     executor, jobs, device, out, notebook, seeds, overrides, cluster, slurm
-        As given to :func:`twi_core.reproduce.run_grid`; ``notebook=None`` is the default notebook (checked by
+        As given to :func:`twi_core.batch.run_grid`; ``notebook=None`` is the default notebook (checked by
         the caller), ``out=None`` the default store.
 
     Raises
@@ -381,7 +381,7 @@ def check_points(points: Sequence[Any]) -> None:
 
     Parameters
     ----------
-    points : sequence of twi_core.reproduce.Point
+    points : sequence of twi_core.grids.Point
 
     Raises
     ------

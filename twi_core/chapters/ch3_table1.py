@@ -2,7 +2,7 @@
 
 The notebook asks for a handful of configurations of Table 1 (:data:`TABLE` ``rows``), each through
 :func:`twi_core.runs.obtain`, so a rebuild loads them from the run store and a stored run of the same configuration
-(e.g. trained on a GPU) is used as is. The configurations come from :func:`twi_core.reproduce.train_config`, the same
+(e.g. trained on a GPU) is used as is. The configurations come from :func:`twi_core.grids.train_config`, the same
 function the batch runner uses: at the ``paper`` preset they are exactly the runs of ``twi reproduce table1``.
 
 The CNN baseline squeezes to 2 channels before a ReLU (the authors' design); that ReLU can die, leaving an
@@ -45,7 +45,7 @@ _TABLE1_ROWS = [[d, f, v] for d in ("tetrominoes", "mnist") for f, vs in
 #: ``{setting: value}`` that replaces run settings (or ``seeds``) for that row only (e.g. a smaller MNIST budget);
 #: ``seeds``: seeds per recurrent row;
 #: ``cnn_seeds``: seeds per CNN row (several, to measure how often the 2-channel ReLU dies); the rest are the run settings
-#: of :data:`twi_core.reproduce.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
+#: of :data:`twi_core.grids.RUN_PRESETS` (``steps`` caps T; ``None`` keeps the paper's); ``n_gallery``: samples
 #: animated; ``gif_stride``: keep every n-th step in the NWM animations; ``stored``: take the configurations of the
 #: shipped run store (:func:`twi_core.store.store_config`) instead of the run settings, so the page loads trained runs.
 TABLE: dict[str, dict[str, Any]] = {
@@ -75,7 +75,7 @@ def settings(preset: str | None = "book", **overrides: Any) -> presets.Settings:
 
 
 def _run_overrides(s: presets.Settings) -> dict[str, Any]:
-    """The chapter's run settings that differ from the batch runner's preset (:data:`twi_core.reproduce.RUN_PRESETS`)."""
+    """The chapter's run settings that differ from the batch runner's preset (:data:`twi_core.grids.RUN_PRESETS`)."""
     from twi_core.reproduce import RUN_PRESETS
 
     base = RUN_PRESETS[s.preset]
@@ -93,7 +93,7 @@ def _run_overrides(s: presets.Settings) -> dict[str, Any]:
 def live_points(s: presets.Settings) -> list[dict[str, Any]]:
     """Every run of the chapter at settings ``s``: dicts with ``dataset, family, variant, seed, config``.
 
-    The configurations are :func:`twi_core.reproduce.train_config`'s with the chapter's differences from the runner's
+    The configurations are :func:`twi_core.grids.train_config`'s with the chapter's differences from the runner's
     preset as overrides, so at the ``paper`` preset they are exactly those of ``twi reproduce table1``.
     """
     from twi_core.reproduce import train_config

@@ -5,7 +5,7 @@ their test scores beside the paper's Table 2, animates the NWM's hidden state on
 effective receptive field of one output pixel (:mod:`twi_core.analysis.receptive_field`): the NWM's grows with every
 step of the recurrence, a CNN's is fixed by its depth, a U-Net's spans the image through its bottleneck.
 
-The run configurations come from :func:`twi_core.reproduce.train_config` (the batch runner's), with this chapter's
+The run configurations come from :func:`twi_core.grids.train_config` (the batch runner's), with this chapter's
 scale as overrides, so at the ``paper`` preset they are exactly the runs of ``twi reproduce table2`` and a stored
 full-scale run of the same configuration is used as is.
 
