@@ -16,7 +16,7 @@ os.environ.setdefault("TWI_PRESET", "smoke")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 # The equality tests compare fused and fast paths with fp32 tolerances; the bf16 head (the default on AMX CPUs) has its
-# own tests in tests/test_head.py, which turn it on explicitly.
+# own tests in tests/models/test_head.py, which turn it on explicitly.
 os.environ.setdefault("TWI_HEAD_BF16", "0")
 
 

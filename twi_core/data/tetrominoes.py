@@ -6,7 +6,7 @@ Each 64x64 RGB image holds 1-5 Tetris pieces of five types on a black background
 The generator follows the authors' ``data_scripts/create_tetronimoes.py`` (specification:
 ``reference_implementation.md`` §4.1) with NumPy's legacy ``RandomState`` seeded 42, and its output is **byte-identical
 to the authors' arrays**: train, val and test images (uint8) and masks (as int64, the authors' dtype) have the md5
-fingerprints of :data:`AUTHORS_MD5` (``tests/test_data.py`` checks all six). Two details decide the stream: the mirror
+fingerprints of :data:`AUTHORS_MD5` (``tests/data/test_data.py`` checks all six). Two details decide the stream: the mirror
 flip is taken when ``rand() < 0.5``, and the colour is drawn with ``randint(0, 256, size=3, dtype=np.uint8)``, whose
 8-bit draws consume the generator differently from the default int64 draw. Generator version 1 (before December 2026)
 missed both and produced different data; every run trained on it is stale. Where the authors' unbounded placement loop

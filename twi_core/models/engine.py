@@ -2,7 +2,7 @@ r"""The fast NWM engine: the same rollout as :func:`~twi_core.models.dynamics.nw
 
 :func:`nwm_rollout` computes exactly what the specification computes (the states :math:`y_1..y_T` of
 :func:`~twi_core.models.dynamics.nwm_step`, or one of the temporal readouts of :mod:`twi_core.models.readouts` applied to
-them), and is tested against it for every readout (``tests/test_engine.py``). It differs in *how*:
+them), and is tested against it for every readout (``tests/models/test_engine.py``). It differs in *how*:
 
 1. **One autograd node for the whole rollout**, with a hand-written adjoint (backward) recurrence. Writing
    :math:`v_t = \Delta t\,(\bar z_{t+1} + \Delta t\,\bar y_{t+1})` for the gradient reaching the bracket of step

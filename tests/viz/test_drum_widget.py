@@ -19,7 +19,7 @@ import pytest
 from twi_core import drum
 from twi_core.viz import drum_widget
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _mount_config(fragment: str) -> dict:

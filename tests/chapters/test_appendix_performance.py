@@ -15,7 +15,7 @@ import pytest
 from twi_core.chapters import appendix_performance as perf
 from twi_core.presets import PRESETS
 
-STORED_GPU = Path(__file__).resolve().parents[1] / "book" / "_data" / "perf_gpu.json"
+STORED_GPU = Path(__file__).resolve().parents[2] / "book" / "_data" / "perf_gpu.json"
 
 
 def test_page_presets_cover_every_preset():

@@ -76,7 +76,7 @@ def test_compiled_kernel_functions(readout, monkeypatch):
     """The functions handed to torch.compile (shifted-add coupling), run eagerly here: same results as the plain path.
 
     Compiling itself takes about a minute on a 2-core CPU, too slow for a unit test; run
-    ``TWI_TEST_COMPILE=1 pytest tests/test_engine.py -k really_compiled`` to check the compiled kernels too.
+    ``TWI_TEST_COMPILE=1 pytest tests/models/test_engine.py -k really_compiled`` to check the compiled kernels too.
     """
     kernels = engine._shift_kernels()
     monkeypatch.setattr(engine, "_compiled_kernels", lambda device, channels: kernels)
