@@ -15,8 +15,8 @@ from twi_core.presets import PRESETS, resolve
 
 
 def test_presets_cover_every_preset():
-    assert set(page.PRESETS) == set(PRESETS)
-    assert resolve(page.PRESETS, "smoke", env=False).n_samples == 4
+    assert set(page.TABLE) == set(PRESETS)
+    assert resolve(page.TABLE, "smoke", env=False).n_samples == 4
 
 
 def test_tables_and_figures_of_a_small_split():

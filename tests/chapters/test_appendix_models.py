@@ -11,8 +11,8 @@ from twi_core.presets import PRESETS, resolve
 
 
 def test_settings_cover_every_preset():
-    assert set(summary.SETTINGS) == set(PRESETS)
-    assert resolve(summary.SETTINGS, "smoke", env=False).trace_size == 16
+    assert set(summary.TABLE) == set(PRESETS)
+    assert resolve(summary.TABLE, "smoke", env=False).trace_size == 16
 
 
 def test_parameter_table_matches_every_reported_count():
@@ -55,7 +55,7 @@ def test_demo_states():
 
 
 def test_traced_layer_tables_slice_the_page_settings():
-    settings = resolve(summary.SETTINGS, "smoke", env=False)
+    settings = resolve(summary.TABLE, "smoke", env=False)
     first = summary.traced_layer_tables(settings, 0, 1)
     assert len(first) == 1 and summary.traced_layer_tables(settings, len(settings.traced), None) == []
     heading, table = first[0]

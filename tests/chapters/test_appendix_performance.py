@@ -19,7 +19,7 @@ STORED_GPU = Path(__file__).resolve().parents[2] / "book" / "_data" / "perf_gpu.
 
 
 def test_page_presets_cover_every_preset():
-    assert set(perf.PAGE_PRESETS) == set(PRESETS)
+    assert set(perf.TABLE) == set(PRESETS)
     assert perf.page_settings("smoke", live_batch=3).live_batch == 3
 
 

@@ -1,6 +1,6 @@
 """Summaries and figures of the datasets for the appendix page "Datasets".
 
-The page's scale comes from :data:`PRESETS` (``smoke`` tiny for CI, ``book`` for the published page, ``paper`` = full
+The page's scale comes from :data:`TABLE` (``smoke`` tiny for CI, ``book`` for the published page, ``paper`` = full
 splits).
 """
 
@@ -13,10 +13,10 @@ from scipy import ndimage
 
 from twi_core.viz.palette import class_palette, colorize
 
-__all__ = ["PRESETS", "class_frequencies", "legend_handles", "objects_per_image", "summary_table", "show_samples"]
+__all__ = ["TABLE", "class_frequencies", "legend_handles", "objects_per_image", "summary_table", "show_samples"]
 
 #: Page settings per preset: images shown per dataset and images used for the statistics (train split).
-PRESETS = {
+TABLE = {
     "smoke": {"n_samples": 4, "n_stats": 48},
     "book": {"n_samples": 6, "n_stats": 1000},
     "paper": {"n_samples": 8, "n_stats": 10_000},

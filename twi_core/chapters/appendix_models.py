@@ -15,7 +15,7 @@ from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
 from twi_core.models.reference_counts import REFERENCE_COUNTS
 from twi_core.models.registry import build, count_parameters, paper_config, paper_rows
 
-__all__ = ["SETTINGS", "demo_states", "head_table", "layer_table", "parameter_table", "readout_table",
+__all__ = ["TABLE", "demo_states", "head_table", "layer_table", "parameter_table", "readout_table",
            "traced_layer_tables"]
 
 _TRACED = [("tetrominoes", "nwm", "linear"), ("tetrominoes", "lstm", "linear"), ("tetrominoes", "cnn", 4),
@@ -24,7 +24,7 @@ _TRACED = [("tetrominoes", "nwm", "linear"), ("tetrominoes", "lstm", "linear"), 
 #: Scale-dependent settings of the appendix page. ``traced``: configurations that get a layer table (one forward pass
 #: each); ``trace_size``: canvas of those passes (``None``: the dataset's own size); ``demo_size``/``demo_steps``: the
 #: untrained-NWM illustration.
-SETTINGS: dict[str, dict[str, Any]] = {
+TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"traced": _TRACED, "trace_size": 16, "demo_size": 32, "demo_steps": 40},
     "book": {"traced": _TRACED, "trace_size": None, "demo_size": 64, "demo_steps": 100},
     "paper": {"traced": [*_TRACED, ("multi_mnist", "nwm", "linear")], "trace_size": None, "demo_size": 64,
@@ -128,7 +128,7 @@ def traced_layer_tables(settings, start: int = 0, stop: int | None = None) -> li
 
     Parameters
     ----------
-    settings : the page's settings (:data:`SETTINGS` through :func:`twi_core.presets.resolve`); ``traced`` holds
+    settings : the page's settings (:data:`TABLE` through :func:`twi_core.presets.resolve`); ``traced`` holds
         ``(dataset, family, variant)`` rows, ``trace_size`` the canvas of the passes (``None``: the dataset's own).
     start, stop : the slice of ``settings.traced`` to trace (one forward pass each); an empty slice gives ``[]``.
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from twi_core.benchmarking import bench_training_step
 
-__all__ = ["GPU_VARIANTS", "PAGE_PRESETS", "gpu_report", "gpu_summary", "live_comparison", "page_settings"]
+__all__ = ["GPU_VARIANTS", "TABLE", "gpu_report", "gpu_summary", "live_comparison", "page_settings"]
 
 
 #: Scale of the live measurement on the appendix page "Performance" (stored full measurements come from benchmarks/).
-PAGE_PRESETS: dict[str, dict[str, Any]] = {
+TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"live_batch": 2, "live_steps": 20, "live_size": 16, "repeats": 1},
     "book": {"live_batch": 8, "live_steps": 100, "live_size": 64, "repeats": 3},
     "paper": {"live_batch": 32, "live_steps": 100, "live_size": 64, "repeats": 5},
@@ -25,7 +25,7 @@ def page_settings(preset: str | None = None, **overrides: Any):
     """The page's settings at ``preset`` (``$TWI_PRESET`` wins), through :func:`twi_core.presets.resolve`."""
     from twi_core.presets import resolve
 
-    return resolve(PAGE_PRESETS, preset, **overrides)
+    return resolve(TABLE, preset, **overrides)
 
 
 def live_comparison(settings) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Chapter 1, "Hearing the shape of a drum": the experiments and figures of ``book/01_drum.ipynb``.
 
-Every function takes the chapter's resolved :class:`~twi_core.presets.Settings` (see :data:`PRESETS`) and returns plain
+Every function takes the chapter's resolved :class:`~twi_core.presets.Settings` (see :data:`TABLE`) and returns plain
 data (pandas tables, numpy arrays) or a matplotlib figure; the physics lives in :mod:`twi_core.drum`.
 """
 
@@ -16,11 +16,11 @@ import pandas as pd
 from twi_core import drum
 from twi_core.presets import Settings, resolve
 
-__all__ = ["PRESETS", "settings", "styled", "square_experiment", "plot_squares", "area_table", "isospectral_experiment",
+__all__ = ["TABLE", "settings", "styled", "square_experiment", "plot_squares", "area_table", "isospectral_experiment",
            "plot_isospectral", "disk_experiment", "drum_sounds", "animation_frames", "IsospectralResult", "DiskResult"]
 
 #: Scale-dependent settings of chapter 1. ``book`` and ``paper`` run the paper's 40,000 steps.
-PRESETS: dict[str, dict[str, Any]] = {
+TABLE: dict[str, dict[str, Any]] = {
     "smoke": dict(
         sides=[13, 14, 15, 16, 17, 18, 19, 20, 21],  # square side lengths (grid spacings between clamped lines)
         steps=4000,  # time steps per square (the paper: 40,000)
@@ -51,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def settings(preset: str | None = None, *, env: bool = True, **overrides: Any) -> Settings:
     """Resolve the chapter's settings (``$TWI_PRESET`` replaces ``preset``; ``None`` overrides are ignored)."""
-    return resolve(PRESETS, preset, env=env, **overrides)
+    return resolve(TABLE, preset, env=env, **overrides)
 
 
 def styled(table: pd.DataFrame, formats: dict[str, str]):
