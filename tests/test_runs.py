@@ -175,3 +175,21 @@ def test_a_finished_run_with_a_broken_or_crafted_checkpoint_is_trained_again(tin
     (again.path / train.CHECKPOINT_FILE).write_bytes(b"")                # zero bytes: detected the same way
     with pytest.warns(RuntimeWarning, match=r"checkpoint.pt does not load"):
         assert runs.obtain(cfg, progress=False).status == "complete"
+
+
+def test_obtain_table_tabulates_the_runs_of_a_page_and_raises_for_an_errored_run(tiny, tmp_cache, monkeypatch):
+    points = [{"family": "tiny", "variant": "4", "seed": s, "config": config(epochs=1, seed=s)} for s in (0, 1)]
+    found, table = runs.obtain_table(points, grid="page", preset="smoke", progress=False)
+    assert list(found) == [("toy", "tiny", "4", 0), ("toy", "tiny", "4", 1)]
+    assert list(table["seed"]) == [0, 1] and set(table["status"]) == {"complete"}
+    assert table["fg_iou"].notna().all() and set(runs.TABLE_METRICS) <= set(table.columns)
+    assert set(table["source"]) == {"live"} and (table["epochs"] == 1).all()
+    assert found[("toy", "tiny", "4", 1)].record.labels["grid"] == "page"
+
+    def boom(*args, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(runs, "fit", boom)
+    broken = [{"family": "tiny", "variant": "4", "seed": 2, "config": config(epochs=1, seed=2)}]
+    with pytest.raises(RuntimeError, match="failed: MemoryError: out of memory"):
+        runs.obtain_table(broken, grid="page", preset="smoke", progress=False)

@@ -28,7 +28,7 @@ import shutil
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -37,7 +37,7 @@ from twi_core.records import COMPLETE, ERROR, FAILED, RunResult
 from twi_core.records import RESULT_FILE
 from twi_core.train import CHECKPOINT_FILE, EPOCH_DIR, STATE_FILE, TrainConfig, _now, fit, git_commit
 
-__all__ = ["Run", "obtain", "load", "run_dir", "slug", "iter_runs", "record_error", "remove",
+__all__ = ["Run", "obtain", "obtain_table", "TABLE_METRICS", "load", "run_dir", "slug", "iter_runs", "record_error", "remove",
            "FINISHED", "COMPLETE", "FAILED", "ERROR"]
 
 # complete: trained to the end and tested; failed: ended by a NaN loss (deterministic, so not retried); error: an
@@ -262,6 +262,60 @@ def obtain(config: TrainConfig, *, store: str | os.PathLike | None = None, devic
             return record_error(config, f"{type(err).__name__}: {err}\n{traceback.format_exc()}", store=store,
                                 labels=labels)
     return Run(path=path, record=RunResult.from_dict(result))
+
+
+#: The test metrics :func:`obtain_table` puts in its rows.
+TABLE_METRICS = ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy", "total_iou", "pixel_loss")
+
+
+def obtain_table(points: Sequence[Mapping[str, Any]], *, grid: str, preset: str,
+                 store: str | os.PathLike | None = None, progress: bool = True):
+    """:func:`obtain` every run of a page's grid and tabulate them: the one run-table of chapters 3 and 4.
+
+    Parameters
+    ----------
+    points : sequence of dict
+        ``{"family", "variant", "seed", "config"}`` (and ``"dataset"``; default ``config.dataset``), as the chapters'
+        ``live_points`` return them.
+    grid, preset : str
+        Labels recorded with each run (``grid`` names the page, e.g. ``"chapter3"``).
+
+    Returns
+    -------
+    runs : dict
+        ``(dataset, family, variant, seed) -> Run``.
+    table : pandas.DataFrame
+        One row per run: the labels, ``status``, the test metrics of :data:`TABLE_METRICS`, and where the run comes
+        from (``source``: ``stored`` or ``live``; parameters, steps, epochs, images seen, wall time, device, data
+        source, recipe, commit, finished).
+
+    Raises
+    ------
+    RuntimeError
+        A run that ended in an error (:meth:`Run.raise_for_error`); a NaN-loss run is tabulated as ``failed``.
+    """
+    import pandas as pd
+
+    from twi_core import store as _store
+
+    runs, rows = {}, []
+    for p in points:
+        config = p["config"]
+        dataset = p.get("dataset", config.dataset)
+        labels = {"grid": grid, "dataset": dataset, "family": p["family"], "variant": p["variant"],
+                  "seed": p["seed"], "preset": preset}
+        run = obtain(config, store=store, progress=progress, labels=labels).raise_for_error()
+        runs[(dataset, p["family"], p["variant"], p["seed"])] = run
+        test, rec = run.metrics.get("test", {}), run.record
+        rows.append({"dataset": dataset, "family": p["family"], "variant": p["variant"], "seed": p["seed"],
+                     "status": run.status, **{m: test.get(m, float("nan")) for m in TABLE_METRICS},
+                     "n_params": rec.n_params, "steps": config.model.get("steps"), "epochs": config.epochs,
+                     "n_train": rec.n_images.get("train"), "best_epoch": rec.best_epoch,
+                     "wall_time_s": rec.wall_time_s, "device": rec.device_name or rec.device,
+                     "data_source": rec.data_source, "run": run.path.name, "source": _store.provenance(run),
+                     "images_seen": rec.images_seen, "recipe": rec.recipe, "commit": (rec.git_commit or "")[:7],
+                     "finished": rec.finished})
+    return runs, pd.DataFrame(rows)
 
 
 def _continue_shorter(config: TrainConfig, path: Path, *, store, progress: bool) -> None:

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 
 from twi_core import presets
-from twi_core import store as _store
 from twi_core.analysis import spectra
 from twi_core.analysis.claims import seeds_text
 
@@ -148,28 +147,12 @@ class LiveRuns:
 
 
 def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> LiveRuns:
-    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them."""
-    from twi_core import runs as runs_mod
+    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them
+    (:func:`twi_core.runs.obtain_table`; a run that ended in an error raises)."""
+    from twi_core.runs import obtain_table
 
-    runs, rows = {}, []
-    for p in live_points(s):
-        labels = {"grid": "chapter3", "dataset": p["dataset"], "family": p["family"], "variant": p["variant"],
-                  "seed": p["seed"], "preset": s.preset}
-        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels)
-        runs[(p["dataset"], p["family"], p["variant"], p["seed"])] = run
-        test = run.metrics.get("test", {})
-        rec = run.record
-        rows.append({"dataset": p["dataset"], "family": p["family"], "variant": p["variant"], "seed": p["seed"],
-                     "status": run.status, **{m: test.get(m, float("nan")) for m in
-                                              ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy", "total_iou",
-                                               "pixel_loss")},
-                     "n_params": rec.n_params, "epochs": p["config"].epochs,
-                     "n_train": rec.n_images.get("train"), "best_epoch": rec.best_epoch,
-                     "wall_time_s": rec.wall_time_s, "device": rec.device_name or rec.device,
-                     "data_source": rec.data_source, "run": run.path.name,
-                     "source": _store.provenance(run), "images_seen": rec.images_seen,
-                     "recipe": rec.recipe, "commit": (rec.git_commit or "")[:7], "finished": rec.finished})
-    return LiveRuns(runs, pd.DataFrame(rows))
+    runs, table = obtain_table(live_points(s), grid="chapter3", preset=s.preset, store=store, progress=progress)
+    return LiveRuns(runs, table)
 
 
 def linear_models(live: "LiveRuns", dataset: str = "tetrominoes", *, seed: int = 0,

@@ -107,29 +107,18 @@ class Table2Runs:
 
 
 def train_all(s: presets.Settings, *, store=None, progress: bool = True) -> Table2Runs:
-    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them.
+    """Obtain every run of :func:`live_points` (from the store, or trained and stored) and tabulate them
+    (:func:`twi_core.runs.obtain_table`).
 
     Raises
     ------
     RuntimeError
         If a run ended in an error (its recorded traceback's first line is quoted).
     """
-    from twi_core import runs as runs_mod
+    from twi_core.runs import obtain_table
 
-    runs, rows = {}, []
-    for p in live_points(s):
-        labels = {"grid": "chapter4", "dataset": DATASET, "family": p["family"], "variant": p["variant"],
-                  "seed": p["seed"], "preset": s.preset}
-        run = runs_mod.obtain(p["config"], store=store, progress=progress, labels=labels).raise_for_error()
-        runs[(p["family"], p["variant"], p["seed"])] = run
-        test, rec = run.metrics.get("test", {}), run.record
-        rows.append({"family": p["family"], "variant": p["variant"], "seed": p["seed"], "status": run.status,
-                     **{m: test.get(m, float("nan")) for m in ("fg_accuracy", "fg_iou", "fg_loss", "pixel_accuracy")},
-                     "n_params": rec.n_params, "steps": p["config"].model.get("steps"),
-                     "epochs": p["config"].epochs, "n_train": rec.n_images.get("train"),
-                     "wall_time_s": rec.wall_time_s, "data_source": rec.data_source,
-                     "run": run.path.name})
-    return Table2Runs(runs, pd.DataFrame(rows))
+    runs, table = obtain_table(live_points(s), grid="chapter4", preset=s.preset, store=store, progress=progress)
+    return Table2Runs({(f, v, sd): run for (_, f, v, sd), run in runs.items()}, table)
 
 
 def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
