@@ -360,3 +360,23 @@ def test_a_checkpoint_rebuilds_its_own_model(tmp_path):
     torch.save([1, 2], tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="is not a twi_core checkpoint"):
         read_checkpoint(tmp_path / "junk.pt")
+
+
+def test_logits_and_states_in_batches_equal_one_forward():
+    from twi_core.models import build, logits_and_states, paper_config
+
+    torch.manual_seed(0)
+    nwm = build(**{**paper_config("tetrominoes", "nwm", "linear"), "steps": 5}).eval()
+    x = torch.rand(5, 3, 64, 64)
+    logits, states = logits_and_states(nwm, x, batch_size=2)
+    with torch.no_grad():
+        ref_logits, ref_states = nwm(x, return_states=True)
+    assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(states, ref_states, atol=1e-6)
+    assert not logits.requires_grad
+    cnn = build(**paper_config("tetrominoes", "cnn", 2))
+    out, none = logits_and_states(cnn, x[:2])
+    assert none is None and out.shape == (2, 6, 64, 64)
+    with pytest.raises(TypeError, match="CNN does not return hidden states"):
+        logits_and_states(cnn, x[:2], states=True)
+    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+        logits_and_states(nwm, x, batch_size=0)

@@ -137,14 +137,12 @@ def train(s: presets.Settings, *, store=None, progress: bool = True):
 
 @torch.no_grad()
 def hidden_states(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 16):
-    """Predictions ``(B, H, W)`` and hidden sequences ``(B, T, C, H, W)`` of a recurrent model, in batches."""
-    model.eval()
-    preds, seqs = [], []
-    for start in range(0, len(images), batch_size):
-        logits, states = model(images[start:start + batch_size], return_states=True)
-        preds.append(logits.argmax(1))
-        seqs.append(states)
-    return torch.cat(preds), torch.cat(seqs)
+    """Predictions ``(B, H, W)`` and hidden sequences ``(B, T, C, H, W)`` of a recurrent model, in batches
+    (:func:`twi_core.models.logits_and_states`)."""
+    from twi_core.models import logits_and_states
+
+    logits, states = logits_and_states(model, images, batch_size=batch_size, states=True)
+    return logits.argmax(1), states
 
 
 def example(model: torch.nn.Module, s: presets.Settings, *, index: int = 0, split: str = "test") -> dict[str, Any]:

@@ -440,19 +440,12 @@ def linear_projections(model: torch.nn.Module, states: torch.Tensor) -> torch.Te
 
 @torch.no_grad()
 def predictions(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 16):
-    """Predicted labels ``(B, H, W)`` and, for recurrent models, the states ``(B, T, C, H, W)`` (else None)."""
-    model.eval()
-    preds, seqs = [], []
-    recurrent = hasattr(model, "time_projection")
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
-        if recurrent:
-            logits, states = model(x, return_states=True)
-            seqs.append(states)
-        else:
-            logits = model(x)
-        preds.append(logits.argmax(1))
-    return torch.cat(preds), (torch.cat(seqs) if seqs else None)
+    """Predicted labels ``(B, H, W)`` and, for recurrent models, the states ``(B, T, C, H, W)`` (else None), through
+    :func:`twi_core.models.logits_and_states`."""
+    from twi_core.models import logits_and_states
+
+    logits, states = logits_and_states(model, images, batch_size=batch_size)
+    return logits.argmax(1), states
 
 
 def figure5_panels(models: Mapping[str, torch.nn.Module], images: torch.Tensor, *, sample: int = 0,

@@ -147,12 +147,9 @@ def initial_model(config) -> torch.nn.Module:
 
 @torch.no_grad()
 def _states(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    logits, states = [], []
-    for start in range(0, len(images), batch_size):
-        out, seq = model(images[start:start + batch_size], return_states=True)
-        logits.append(out)
-        states.append(seq)
-    return torch.cat(logits), torch.cat(states)
+    from twi_core.models import logits_and_states
+
+    return logits_and_states(model, images, batch_size=batch_size, states=True)
 
 
 def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, dict[tuple[int, int], np.ndarray]]:

@@ -6,6 +6,7 @@
 """
 
 from twi_core.models.checkpoints import checkpoint_dict, load_checkpoint, read_checkpoint
+from twi_core.models.inference import is_recurrent, logits_and_states
 from twi_core.models.dynamics import LSTMState, NWMState, conv_lstm_step, nwm_rollout_plain, nwm_step
 from twi_core.models.readouts import HEADS, READOUTS, num_frequency_bins
 from twi_core.models.reference_counts import REFERENCE_COUNTS
@@ -36,8 +37,10 @@ __all__ = [
     "conv_lstm_step",
     "count_parameters",
     "from_reference_config",
+    "is_recurrent",
     "load_checkpoint",
     "load_reference_checkpoint",
+    "logits_and_states",
     "model_config",
     "nwm_rollout_plain",
     "nwm_step",

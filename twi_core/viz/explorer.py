@@ -101,16 +101,13 @@ def model_states(model: torch.nn.Module, images: torch.Tensor, *, batch_size: in
     TypeError
         The model does not return states (``forward(x, return_states=True)``).
     """
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        try:
-            _, states = model(images[start:start + batch_size], return_states=True)
-        except TypeError as err:
-            raise TypeError(f"{type(model).__name__} does not return hidden states; the explorer needs a recurrent "
-                            "model (NWM or Conv-LSTM)") from err
-        out.append(states)
-    return torch.cat(out)
+    from twi_core.models import logits_and_states
+
+    try:
+        return logits_and_states(model, images, batch_size=batch_size, states=True)[1]
+    except TypeError as err:
+        raise TypeError(f"{type(model).__name__} does not return hidden states; the explorer needs a recurrent "
+                        "model (NWM or Conv-LSTM)") from err
 
 
 def explore(model: torch.nn.Module, images: torch.Tensor, *, sample: int = 0, channel: int = 0,
