@@ -1,7 +1,7 @@
 """The paper's run grids and the configuration of each of their runs.
 
 A grid (:data:`GRIDS`) is a list of ``(dataset, family, variant)`` rows; :func:`expand` crosses it with seeds at a
-scale (:data:`RUN_PRESETS`: ``smoke``, ``book``, ``paper``) into :class:`Point`\ s, each holding the
+scale (:data:`RUN_PRESETS`: ``smoke``, ``book``, ``paper``) into points (:class:`Point`), each holding the
 :class:`~twi_core.train.TrainConfig` that :func:`train_config` builds.
 
 - ``sanity``: three tiny runs on Tetrominoes (NWM-linear, Conv-LSTM-linear, CNN L = 2), to test the machinery.
