@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from twi_core._arrays import as_numpy
-from twi_core.viz.palette import class_palette
+from twi_core.viz.palette import class_palette, colorize
 
 __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "data_limits",
            "image_grid", "bins_panel", "prediction_panel", "state_frames", "symmetric_limits", "to_rgb_image",
@@ -107,11 +107,9 @@ def class_colors(num_classes: int) -> np.ndarray:
 
 
 def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
-    """A label mask ``(H, W)`` (or ``(B, H, W)``) as uint8 RGB ``(..., H, W, 3)`` in :func:`class_colors`."""
-    m = as_numpy(mask, name="mask").astype(np.int64)
-    if m.size and (m.min() < 0 or m.max() >= num_classes):
-        raise ValueError(f"mask holds labels in [{m.min()}, {m.max()}]; expected [0, {num_classes})")
-    return (class_colors(num_classes)[m] * 255).round().astype(np.uint8)
+    """A label mask ``(H, W)`` (or ``(B, H, W)``) as uint8 RGB ``(..., H, W, 3)``: :func:`twi_core.viz.palette.colorize`
+    with the palette size required (so that a label keeps its colour whatever labels one mask happens to hold)."""
+    return colorize(as_numpy(mask, name="mask").astype(np.int64), num_classes)
 
 
 def to_rgb_image(image) -> np.ndarray:
