@@ -190,3 +190,9 @@ def test_train_list_filters_plan_rows_by_name_and_seed(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1].split("-")[3] for line in lines] == ["s1", "s2"]
     assert all(line.split()[0] in ("stored", "missing") for line in lines)
+
+
+def test_rows_without_resume_state_are_plan_rows():
+    names = {runs.slug(c).rsplit("-s", 1)[0] for c in store.plan_configs()}
+    assert store.NO_RESUME_STATE <= names
+    assert not any(name.endswith("nwm-linear") for name in store.NO_RESUME_STATE)  # the three-seed rows keep theirs

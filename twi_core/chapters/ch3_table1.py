@@ -57,7 +57,8 @@ TABLE: dict[str, dict[str, Any]] = {
     # rows are what the store holds. The run settings below are not used while "stored" is True.
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last", {"seeds": 1}],
                       ["tetrominoes", "lstm", "linear", {"seeds": 1}],
-                      ["tetrominoes", "cnn", 4], ["tetrominoes", "cnn", 2, {"seeds": 1}]],
+                      ["tetrominoes", "cnn", 4], ["tetrominoes", "cnn", 2, {"seeds": 1}],
+                      ["mnist", "nwm", "linear"]],
              "seeds": 3, "cnn_seeds": 3, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 450, "n_val": 64,
              "n_test": 100, "steps": None, "n_gallery": 4, "gif_stride": 2, "stored": True},
     "paper": {"rows": _TABLE1_ROWS, "seeds": 10, "cnn_seeds": 10, "epochs": 300, "batch_size": 64, "lr": 1e-3,
