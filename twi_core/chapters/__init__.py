@@ -16,7 +16,7 @@ def shipped_configs(preset: str = "book") -> list:
     --------
     >>> configs = shipped_configs("book")
     >>> sorted({c.dataset for c in configs})
-    ['polygons', 'tetrominoes']
+    ['mnist', 'polygons', 'tetrominoes']
     """
     from twi_core import presets
     from twi_core.chapters import ch3_table1 as ch3

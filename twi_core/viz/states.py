@@ -109,7 +109,10 @@ def class_colors(num_classes: int) -> np.ndarray:
 def colorize_mask(mask, *, num_classes: int) -> np.ndarray:
     """A label mask ``(H, W)`` (or ``(B, H, W)``) as uint8 RGB ``(..., H, W, 3)``: :func:`twi_core.viz.palette.colorize`
     with the palette size required (so that a label keeps its colour whatever labels one mask happens to hold)."""
-    return colorize(as_numpy(mask, name="mask").astype(np.int64), num_classes)
+    m = as_numpy(mask, name="mask").astype(np.int64)
+    if m.size and (m.min() < 0 or m.max() >= num_classes):
+        raise ValueError(f"mask holds labels in [{m.min()}, {m.max()}]; expected [0, {num_classes})")
+    return colorize(m, num_classes)
 
 
 def to_rgb_image(image) -> np.ndarray:
