@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.server
 import struct
 import threading
@@ -57,6 +58,10 @@ def test_foreground_matches_mask_for_binary_datasets(tmp_cache):
         assert set(images.unique().tolist()) <= {0.0, 1.0}
 
 
+def md5(array: np.ndarray) -> str:
+    return hashlib.md5(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 # ---------------------------------------------------------------- Tetrominoes
 
 def test_tetrominoes_are_the_authors_bytes():
@@ -64,11 +69,6 @@ def test_tetrominoes_are_the_authors_bytes():
 
     One stream seeded 42 runs train -> val -> test; the val/test starts are also checked through the shipped RNG states.
     """
-    import hashlib
-
-    def md5(array: np.ndarray) -> str:
-        return hashlib.md5(np.ascontiguousarray(array).tobytes()).hexdigest()
-
     rng = np.random.RandomState(tetrominoes.DEFAULT_SEED)
     for split in ("train", "val", "test"):
         images, masks = tetrominoes.paint(tetrominoes.generate_layouts(tetrominoes.SPLIT_SIZES[split], rng=rng))
@@ -178,6 +178,45 @@ def test_multi_mnist_digits_never_overlap():
     assert count.min() >= 1 and count.max() <= 4
     assert set(np.unique(masks)) <= {0, 1, 6, 10}
     assert np.array_equal(images > 0, masks > 0)
+
+
+def _synthetic_digit_pool(n: int = 97, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Integer-only stand-in digits (strokes with dim halos, so the resize, round trip and threshold all act)."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28), np.int64)
+    for img in images:
+        for _ in range(int(rng.integers(1, 4))):
+            y0, x0 = rng.integers(2, 16, size=2)
+            h, w = rng.integers(3, 11, size=2)
+            img[y0:y0 + h, x0:x0 + w] += rng.integers(40, 256)
+            img[y0 - 1:y0 + h + 1, x0 - 1:x0 + w + 1] += 30
+    return np.clip(images, 0, 255).astype(np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+
+
+#: md5 of the images and masks, and the digits placed, that the authors' ``data_scripts/create_multi_mnist.py`` wrote
+#: when run (outside this repository) on :func:`_synthetic_digit_pool` in place of torchvision's MNIST, with its split
+#: sizes set to 300 / 60 / 60 and torchvision's Resize (PIL bilinear), ToTensor and ToPILImage stood in for.
+_AUTHORS_STREAM_MD5 = {
+    "train": ("e944758871ec485bd0356a0fabcb4084", "1f734c14f067f79c5e8130fe22c9a317", 741),
+    "val": ("03f2089afc1bb97d769a4ec634979511", "cc9d53366b7ba8ed95a70e8044417d9f", 155),
+    "test": ("df2bea1c113995c5744c3b2888a969e2", "4e489f3601b32d73c3d5a8357b09de87", 148),
+}
+
+
+def test_multi_mnist_replays_the_authors_stream():
+    """One ``random.Random(50)`` stream through train, val, test: the authors' canvases byte for byte."""
+    pool, labels = _synthetic_digit_pool()
+    sizes = {"train": 300, "val": 60, "test": 60}
+    for split, (images_md5, masks_md5, placed) in _AUTHORS_STREAM_MD5.items():
+        images, masks, count = multi_mnist.generate(split, sizes[split], pool_images=pool, pool_labels=labels,
+                                                    split_sizes=sizes)
+        assert (md5(images), md5(masks), int(count.sum())) == (images_md5, masks_md5, placed), split
+        prefix = multi_mnist.generate(split, 7, pool_images=pool, pool_labels=labels, split_sizes=sizes)
+        assert np.array_equal(prefix[1], masks[:7])                        # the first n are a prefix of the split
+    with pytest.raises(ValueError, match="'dev'.*'train', 'val', 'test'"):
+        multi_mnist.generate("dev", 1, pool_images=pool, pool_labels=labels)
+    with pytest.raises(ValueError, match="1001 canvases.*'val' split, which has 1000"):
+        multi_mnist.generate("val", 1001, pool_images=pool, pool_labels=labels)
 
 
 def test_multi_mnist_binarisation():
