@@ -96,6 +96,25 @@ def test_bins_panel_titles_carry_frequencies_and_each_panel_scales_itself():
         vs.bins_panel(f, frequencies=[1, 2])
 
 
+def test_samples_panel_one_row_per_sample_with_its_own_sequence_scale():
+    v = np.zeros((3, 10, 2, 5, 5), dtype=np.float32)
+    v[1, 9, 0, 2, 2] = 4.0    # sample 1's largest value sits at a step that is not shown
+    v[2, 0, 1] = 7.0          # channel 1 is not the one shown: it must not set any scale
+    fig = vs.samples_panel(v, columns=[0, 3], row_labels=["a", "b", "c"])
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 6 and [ax.get_title() for ax in fig.axes[:2]] == ["t = 1", "t = 4"]
+    assert images[2].get_clim() == (0.0, 4.0) and fig.axes[2].get_ylabel() == "b"
+    assert images[4].get_clim() == images[0].get_clim()
+    fig = vs.samples_panel(v, columns=[0, 9], label="bin", frequencies=np.arange(10) / 10, scale="each")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["bin 0\nf = 0", "bin 9\nf = 0.9"]
+    with pytest.raises(ValueError, match="one label per sample \\(3\\); got 2"):
+        vs.samples_panel(v, row_labels=["a", "b"])
+    with pytest.raises(ValueError, match="unknown scale 'log'"):
+        vs.samples_panel(v, scale="log")
+    with pytest.raises(ValueError, match="channel"):
+        vs.samples_panel(v, channel=2)
+
+
 def test_comparison_panel_rows_and_kinds():
     rows = {"NWM states": (np.random.randn(3, 4, 4), ["a", "b", "c"], "state"),
             "NWM projections": (np.random.rand(2, 4, 4), ["p0", "p1"], "feature")}
@@ -239,6 +258,19 @@ def test_polygon_run_is_trained_once_then_loaded_from_the_store(tmp_cache):
     assert cls.counts.sum() == 8 * 64 * 64 and len(names) == 5 and (sep != sep or 0 <= sep <= 1)
     images, masks, preds, names = ch2.segment(model, s)
     assert images.shape[0] == 2 and preds.shape == masks.shape
+    gal = ch2.class_examples(model, s)
+    labels = gal["mask"].flatten(1).max(1).values.tolist()
+    assert labels == [1, 2, 3, 4] and gal["states"].shape == (4, 4, 2, 64, 64)      # one image per type, in order
+    assert all(gal["indices"][c - 1] == min(i for i, lab in enumerate(first_labels(s)) if lab == c) for c in labels)
+    assert gal["row_labels"][0].startswith("triangle\n(test image ")
+    with pytest.raises(ValueError, match="no .* among the first 2 test images"):
+        ch2.class_examples(model, s, search=2)
+
+
+def first_labels(s) -> list[int]:
+    from twi_core import data
+
+    return data.load(ch2.SPECTRA_DATASET, "test", n=200).masks.flatten(1).max(1).values.tolist()
 
 
 def test_still_improving_reads_the_last_validation_losses():

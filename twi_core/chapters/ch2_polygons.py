@@ -31,7 +31,7 @@ from twi_core.train import TrainConfig
 
 __all__ = ["TABLE", "DATASET", "SPECTRA_DATASET", "settings", "polygon_config", "run_config", "still_improving", "history_with_images",
            "train", "hidden_states",
-           "example", "validation_spectra", "segment", "describe"]
+           "example", "class_examples", "validation_spectra", "segment", "describe"]
 
 #: Dataset the model is trained on (1–2 polygons per image) and the one-polygon set used for the wave figures.
 DATASET = "polygons"
@@ -145,6 +145,17 @@ def hidden_states(model: torch.nn.Module, images: torch.Tensor, *, batch_size: i
     return logits.argmax(1), states
 
 
+def _through(model: torch.nn.Module, ds, indices: list[int]) -> dict[str, Any]:
+    """Images ``indices`` of a loaded split through the model: image, mask, prediction, states, Fourier magnitudes."""
+    image, mask = ds.images[indices], ds.masks[indices]
+    prediction, states = hidden_states(model, image)
+    cfg = model.config
+    return {"image": image, "mask": mask, "prediction": prediction, "states": states,
+            "magnitudes": spectra.fourier_magnitudes(states),
+            "frequencies": spectra.bin_frequencies(cfg["steps"], dt=cfg["dt"]),
+            "class_names": list(ds.info.class_names), "indices": list(indices)}
+
+
 def example(model: torch.nn.Module, s: presets.Settings, *, index: int = 0, split: str = "test") -> dict[str, Any]:
     """One polygon image through the model: image, mask, prediction, states and their Fourier magnitudes.
 
@@ -155,14 +166,34 @@ def example(model: torch.nn.Module, s: presets.Settings, *, index: int = 0, spli
     """
     from twi_core import data
 
-    ds = data.load(SPECTRA_DATASET, split, n=max(index + 1, 1))
-    image, mask = ds.images[index:index + 1], ds.masks[index:index + 1]
-    prediction, states = hidden_states(model, image)
-    cfg = model.config
-    return {"image": image, "mask": mask, "prediction": prediction, "states": states,
-            "magnitudes": spectra.fourier_magnitudes(states),
-            "frequencies": spectra.bin_frequencies(cfg["steps"], dt=cfg["dt"]),
-            "class_names": list(ds.info.class_names)}
+    return _through(model, data.load(SPECTRA_DATASET, split, n=max(index + 1, 1)), [index])
+
+
+def class_examples(model: torch.nn.Module, s: presets.Settings, *, split: str = "test", search: int = 200
+                   ) -> dict[str, Any]:
+    """The first one-polygon image of each polygon type in a split, through the model (the rows of Figures 13–14).
+
+    Returns the dict of :func:`example` with one sample per type (``B = 4``, triangle to hexagon), plus ``indices``
+    (their positions in the split) and ``row_labels`` ("triangle\\n(test image 3)", ...).
+
+    Raises
+    ------
+    ValueError
+        If a type has no image among the first ``search`` of the split.
+    """
+    from twi_core import data
+
+    ds = data.load(SPECTRA_DATASET, split, n=min(search, data.split_sizes(SPECTRA_DATASET)[split]))
+    labels = ds.masks.flatten(1).max(1).values.tolist()        # one polygon per image: its class is the mask's max
+    names = list(ds.info.class_names)
+    missing = [names[c] for c in range(1, len(names)) if c not in labels]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)} among the first {len(labels)} {split} images of {SPECTRA_DATASET!r};"
+                         f" raise search (now {search})")
+    indices = [labels.index(c) for c in range(1, len(names))]
+    out = _through(model, ds, indices)
+    out["row_labels"] = [f"{names[c]}\n({split} image {i})" for c, i in zip(range(1, len(names)), indices)]
+    return out
 
 
 def validation_spectra(model: torch.nn.Module, s: presets.Settings, *, batch_size: int = 16):

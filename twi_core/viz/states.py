@@ -23,7 +23,7 @@ from twi_core._arrays import as_numpy
 from twi_core.viz.palette import class_palette, colorize
 
 __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "data_limits",
-           "image_grid", "bins_panel", "prediction_panel", "state_frames", "symmetric_limits", "to_rgb_image",
+           "image_grid", "bins_panel", "prediction_panel", "samples_panel", "state_frames", "symmetric_limits", "to_rgb_image",
            "coupling_kernels"]
 
 
@@ -256,6 +256,63 @@ def bins_panel(features, *, sample: int = 0, bins: Sequence[int] | None = None, 
     rows = [_crop(f[sample, bins, ch], crop) for ch in channels]
     return image_grid(rows, row_labels=[f"channel {ch}" for ch in channels], col_titles=titles, cmaps=cmap,
                       symmetric=False, shared_scale=False, colorbar=False, title=title, panel_size=panel_size)
+
+
+def samples_panel(values, *, channel: int = 0, columns: Sequence[int] | None = None, n_columns: int = 8,
+                  row_labels: Sequence[str] | None = None, label: str = "t", frequencies: Sequence[float] | None = None,
+                  cmap: str = "bwr", scale: str = "minmax", crop=None, title: str | None = None,
+                  panel_size: float = 1.4) -> Figure:
+    """One channel of several samples, one row per sample: a hidden sequence over time or feature maps over bins.
+
+    The layout of the rows of the paper's Figures 3 and 4 (left), stacked for several images (one per class, say), so
+    that the rows compare.
+
+    Parameters
+    ----------
+    values : shape ``(B, K, C, H, W)``: states ``(B, T, C, H, W)`` or Fourier magnitudes ``(B, K, C, H, W)``.
+    channel : the hidden channel shown.
+    columns : indices along ``K`` (default ``n_columns`` evenly spaced, the first and last included).
+    label : the column title: ``"t"`` titles ``t = index + 1`` (time steps count from 1); anything else titles
+        ``label index`` (e.g. ``"bin"``), with ``f = frequencies[index]`` under it when given.
+    scale : ``"minmax"`` (one scale per row over its whole sequence, also the columns not shown, as
+        :func:`channel_panel`), ``"symmetric"`` (the same, centred on zero) or ``"each"`` (every panel to itself, as
+        :func:`bins_panel`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = samples_panel(np.random.default_rng(0).normal(size=(3, 10, 2, 8, 8)), n_columns=4,
+    ...                     row_labels=["a", "b", "c"])
+    >>> len(fig.axes) >= 12, fig.axes[1].get_title()
+    (True, 't = 4')
+    """
+    v = as_numpy(values, name="values", ndim=5)
+    b, k, c, h, w = v.shape
+    channel = _check_index(channel, c, name="channel")
+    columns = list(np.linspace(0, k - 1, min(n_columns, k)).round().astype(int)) if columns is None else list(columns)
+    for q in columns:
+        _check_index(q, k, name="columns[i]")
+    if row_labels is not None and len(row_labels) != b:
+        raise ValueError(f"row_labels must have one label per sample ({b}); got {len(row_labels)}")
+    if frequencies is not None and len(frequencies) != k:
+        raise ValueError(f"frequencies must have one value per column index ({k}); got {len(frequencies)}")
+    limits = {"minmax": data_limits, "symmetric": symmetric_limits, "each": None}
+    if scale not in limits:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(limits)}")
+    if label == "t":
+        titles = [f"t = {q + 1}" for q in columns]
+    else:
+        titles = [f"{label} {q}" + (f"\nf = {frequencies[q]:.2g}" if frequencies is not None else "") for q in columns]
+    rows = [_crop(v[i, columns, channel], crop) for i in range(b)]
+    fig = image_grid(rows, row_labels=row_labels, col_titles=titles, cmaps=cmap, symmetric=scale == "symmetric",
+                     shared_scale=scale != "each", colorbar=scale != "each", title=title, panel_size=panel_size)
+    if limits[scale] is not None:   # the row's scale spans its whole sequence, not only the columns shown
+        for i in range(b):
+            lo, hi = limits[scale](v[i, :, channel])
+            for ax in fig.axes[i * len(columns):(i + 1) * len(columns)]:
+                for im in ax.get_images():
+                    im.set_clim(lo, hi)
+    return fig
 
 
 def comparison_panel(panels: Mapping[str, tuple[np.ndarray, Sequence[str], str]], *, title: str | None = None,
