@@ -29,6 +29,7 @@ from twi_core.analysis import spectra
 from twi_core.analysis.claims import seeds_text
 
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
+           "training_budgets",
            "claims", "claims_by_dataset", "mnist_source", "chance_levels", "figure7", "paper_robustness", "robustness_table",
            "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
@@ -258,6 +259,30 @@ def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
                                                              ("fg_iou_min", "fg_iou_median", "fg_iou_max"))
                      if ref is not None else "–"})
     return pd.DataFrame(rows)
+
+
+def training_budgets(table: pd.DataFrame) -> str:
+    """How long the runs of each dataset trained, as a phrase: one budget, or the range when rows differ.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"dataset": ["tetrominoes"] * 2 + ["mnist"], "epochs": [8, 3, 10],
+    ...                   "images_seen": [80_000, 30_000, 36_320]})
+    >>> training_budgets(t)
+    'tetrominoes: 3 to 8 epochs (30,000 to 80,000 images seen; per run in the table above); mnist: 10 epoch(s), 36,320 images seen'
+    """
+    parts = []
+    for dataset, g in table.groupby("dataset", sort=False):
+        epochs, seen = g["epochs"].astype(int), g["images_seen"]
+        known = bool(seen.notna().all())
+        if epochs.nunique() == 1:
+            parts.append(f"{dataset}: {epochs.iloc[0]} epoch(s)" + (f", {int(seen.iloc[0]):,} images seen" if known
+                                                                      and seen.nunique() == 1 else ""))
+        else:
+            parts.append(f"{dataset}: {epochs.min()} to {epochs.max()} epochs"
+                         + (f" ({int(seen.min()):,} to {int(seen.max()):,} images seen; per run in the table above)"
+                            if known else " (per run in the table above)"))
+    return "; ".join(parts)
 
 
 def comparison_table(table: pd.DataFrame, *, metrics=("fg_accuracy", "fg_iou", "fg_loss"),
