@@ -34,6 +34,22 @@ def _check_index(value: int, size: int, *, name: str) -> int:
     return int(value)
 
 
+def _indices(chosen: Sequence[int] | None, n: int, size: int, *, name: str) -> list[int]:
+    """``chosen`` checked against ``size``, or ``n`` evenly spaced indices of ``range(size)`` (ends included)."""
+    out = list(np.linspace(0, size - 1, min(n, size)).round().astype(int)) if chosen is None else list(chosen)
+    for q in out:
+        _check_index(q, size, name=f"{name}[i]")
+    return out
+
+
+def _set_row_limits(fig: Figure, limits: Sequence[tuple[float, float]], n_cols: int) -> None:
+    """Give row ``i`` of an :func:`image_grid` figure the colour limits ``limits[i]`` (e.g. of its whole sequence)."""
+    for i, (lo, hi) in enumerate(limits):
+        for ax in fig.axes[i * n_cols:(i + 1) * n_cols]:
+            for im in ax.get_images():
+                im.set_clim(lo, hi)
+
+
 def _crop(a: np.ndarray, crop) -> np.ndarray:
     """Crop the last two axes to ``(row_start, row_stop, col_start, col_stop)``; ``None`` keeps everything."""
     if crop is None:
@@ -204,12 +220,8 @@ def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None
     s = as_numpy(states, name="states", ndim=5)
     b, t, c, h, w = s.shape
     sample = _check_index(sample, b, name="sample")
-    times = list(np.linspace(0, t - 1, min(n_times, t)).round().astype(int)) if times is None else list(times)
-    for k in times:
-        _check_index(k, t, name="times[i]")
-    channels = list(range(c)) if channels is None else list(channels)
-    for ch in channels:
-        _check_index(ch, c, name="channels[i]")
+    times = _indices(times, n_times, t, name="times")
+    channels = _indices(channels, c, c, name="channels")
     seq = s[sample]  # (T, C, H, W)
     rows = [_crop(seq[times, ch], crop) for ch in channels]
     scales = {"minmax": data_limits, "symmetric": symmetric_limits}
@@ -220,10 +232,7 @@ def channel_panel(states, *, sample: int = 0, times: Sequence[int] | None = None
     fig = image_grid(rows, row_labels=[f"channel {ch}" for ch in channels],
                      col_titles=[f"t = {k + 1}" for k in times], cmaps="bwr", symmetric=scale == "symmetric",
                      shared_scale=True, title=title, panel_size=panel_size)
-    for i, (lo, hi) in enumerate(full):
-        for ax in fig.axes[i * len(times):(i + 1) * len(times)]:
-            for im in ax.get_images():
-                im.set_clim(lo, hi)
+    _set_row_limits(fig, full, len(times))
     return fig
 
 
@@ -244,12 +253,8 @@ def bins_panel(features, *, sample: int = 0, bins: Sequence[int] | None = None, 
     f = as_numpy(features, name="features", ndim=5)
     b, k, c, h, w = f.shape
     sample = _check_index(sample, b, name="sample")
-    bins = list(np.linspace(0, k - 1, min(n_bins, k)).round().astype(int)) if bins is None else list(bins)
-    for q in bins:
-        _check_index(q, k, name="bins[i]")
-    channels = list(range(c)) if channels is None else list(channels)
-    for ch in channels:
-        _check_index(ch, c, name="channels[i]")
+    bins = _indices(bins, n_bins, k, name="bins")
+    channels = _indices(channels, c, c, name="channels")
     if frequencies is not None and len(frequencies) != k:
         raise ValueError(f"frequencies must have one value per bin ({k}); got {len(frequencies)}")
     titles = [f"{label} {q}" + (f"\nf = {frequencies[q]:.2g}" if frequencies is not None else "") for q in bins]
@@ -289,9 +294,7 @@ def samples_panel(values, *, channel: int = 0, columns: Sequence[int] | None = N
     v = as_numpy(values, name="values", ndim=5)
     b, k, c, h, w = v.shape
     channel = _check_index(channel, c, name="channel")
-    columns = list(np.linspace(0, k - 1, min(n_columns, k)).round().astype(int)) if columns is None else list(columns)
-    for q in columns:
-        _check_index(q, k, name="columns[i]")
+    columns = _indices(columns, n_columns, k, name="columns")
     if row_labels is not None and len(row_labels) != b:
         raise ValueError(f"row_labels must have one label per sample ({b}); got {len(row_labels)}")
     if frequencies is not None and len(frequencies) != k:
@@ -307,11 +310,7 @@ def samples_panel(values, *, channel: int = 0, columns: Sequence[int] | None = N
     fig = image_grid(rows, row_labels=row_labels, col_titles=titles, cmaps=cmap, symmetric=scale == "symmetric",
                      shared_scale=scale != "each", colorbar=scale != "each", title=title, panel_size=panel_size)
     if limits[scale] is not None:   # the row's scale spans its whole sequence, not only the columns shown
-        for i in range(b):
-            lo, hi = limits[scale](v[i, :, channel])
-            for ax in fig.axes[i * len(columns):(i + 1) * len(columns)]:
-                for im in ax.get_images():
-                    im.set_clim(lo, hi)
+        _set_row_limits(fig, [limits[scale](v[i, :, channel]) for i in range(b)], len(columns))
     return fig
 
 
