@@ -31,3 +31,24 @@ def test_gpu_report_of_the_stored_measurement():
     assert report["lines"][0].startswith("measured on: ")
     assert list(report["steps"].index.names) == ["batch", "TF32", "variant"]
     plt.close(report["figure"])
+
+
+def test_time_to_accuracy_one_row_per_model_and_the_time_to_a_target():
+    from twi_core.chapters import time_to_accuracy as tta
+
+    def curve(family, variant, recipe, lr, ious):
+        return {"family": family, "variant": variant, "recipe": recipe, "lr": lr, "batch_size": 16, "n_train": 2000,
+                "history": [{"images_seen": 2000 * (i + 1), "elapsed_s": 60.0 * (i + 1), "val_fg_iou": v}
+                            for i, v in enumerate(ious)]}
+
+    data = {"curves": [curve("nwm", "linear", "paper", 1e-3, [0.3, 0.85]),
+                       curve("nwm", "linear", "fast", 3e-3, [0.2, 0.4]),
+                       curve("cnn", 4, "paper", 1e-3, [0.1, 0.2]), curve("lstm", "linear", "fast", 3e-3, [0.9])]}
+    table = tta.summary_table(data, threshold=0.8)
+    assert table["model"].tolist() == ["CNN L = 4", "Conv-LSTM-linear", "NWM-linear", "NWM-linear"]
+    assert table["minutes to 0.8"].tolist() == ["not reached", 1.0, "not reached", 2.0]
+    fig = tta.figure(data, threshold=0.8)
+    rows = [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::2]]
+    assert rows == ["CNN L = 4", "Conv-LSTM-linear", "NWM-linear"]
+    assert len(fig.axes[4].get_lines()) == 3          # NWM row: two recipes and the target line
+    plt.close(fig)

@@ -69,25 +69,28 @@ def summary_table(data: dict[str, Any], *, threshold: float = 0.8) -> pd.DataFra
 
 
 def figure(data: dict[str, Any], *, threshold: float = 0.8):
-    """Validation FG-IoU against images seen (left) and wall-clock minutes (right), one line per curve."""
+    """Validation FG-IoU against images seen (left) and wall-clock minutes (right): one row per model, one line per
+    recipe setting (the authors' protocol dashed, the fast recipe solid), so each model's recipes compare directly."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    models = sorted({_label(c) for c in data["curves"]})
+    fig, axes = plt.subplots(max(len(models), 1), 2, figsize=(10, 2.9 * max(len(models), 1)), sharey=True,
+                             squeeze=False)
     for curve in data["curves"]:
+        row = axes[models.index(_label(curve))]
         hist = curve["history"]
-        label = f"{_label(curve)}, {curve['recipe']} (lr {curve['lr']:g})"
+        label = f"{curve['recipe']} (lr {curve['lr']:g})"
         style = "-" if curve["recipe"] == "fast" else "--"
-        images = [r["images_seen"] for r in hist]
-        minutes = [r["elapsed_s"] / 60.0 for r in hist]
         iou = [r["val_fg_iou"] for r in hist]
-        axes[0].plot(images, iou, style, marker="o", ms=3, label=label)
-        axes[1].plot(minutes, iou, style, marker="o", ms=3, label=label)
-    for ax, xlabel in zip(axes, ("training images seen", "wall-clock minutes (one process, one thread)")):
-        ax.axhline(threshold, color="0.6", lw=0.8, ls=":")
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation FG-IoU")
-    axes[0].set_ylim(0, 1)
-    axes[1].legend(fontsize=7, loc="lower right")
+        row[0].plot([r["images_seen"] for r in hist], iou, style, marker="o", ms=3, label=label)
+        row[1].plot([r["elapsed_s"] / 60.0 for r in hist], iou, style, marker="o", ms=3, label=label)
+    for model, row in zip(models, axes):
+        for ax, xlabel in zip(row, ("training images seen", "wall-clock minutes (one process, one thread)")):
+            ax.axhline(threshold, color="0.6", lw=0.8, ls=":")
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(f"{model}\nvalidation FG-IoU")
+        row[0].set_ylim(0, 1)
+        row[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

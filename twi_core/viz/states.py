@@ -23,7 +23,8 @@ from twi_core._arrays import as_numpy
 from twi_core.viz.palette import class_palette, colorize
 
 __all__ = ["channel_panel", "class_colors", "class_spectrum_plot", "colorize_mask", "comparison_panel", "data_limits",
-           "image_grid", "bins_panel", "prediction_panel", "samples_panel", "state_frames", "symmetric_limits", "to_rgb_image",
+           "image_grid", "bins_panel", "prediction_panel", "samples_panel", "state_frames", "symmetric_limits",
+           "to_rgb_image",
            "coupling_kernels"]
 
 
