@@ -51,6 +51,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "gpu_runs.py": (["--out", "{tmp}/out"],
                     [r"tetrominoes/nwm/linear: exit 0 after [0-9]+ s, kept \['result.json', 'checkpoint.pt'\]",
                      *([] if _CUDA else [r"CUDA is not available here; skipped: training on the GPU"])]),
+    "polygon_horizons.py": (["--store", "{tmp}/store"],
+                            [rf"polygons-nwm-fft-s0-[0-9a-f]+: complete; T = 4, dt = 0.2, test FG-IoU {_NUMBER}"]),
     "time_to_accuracy.py": (["--store", "{tmp}/store"],
                             [rf"tetrominoes-nwm-linear-s0-[0-9a-f]+: complete; val FG-IoU by epoch \[{_NUMBER}\]"]),
 }

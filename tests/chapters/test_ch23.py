@@ -516,3 +516,20 @@ def test_robustness_table_puts_min_median_max_beside_the_papers():
     assert table.loc[("NWM", "linear"), "paper (min / median / max)"] == "0.96 / 0.98 / 0.99"
     assert table.loc[("CNN", "L = 4"), "ours (min / median / max)"] == "0.00 / 0.90 / 0.95"
     assert table.loc[("CNN", "L = 4"), "seeds"] == 3
+
+
+def test_horizon_sweep_table_figure_and_summary():
+    points = [{"steps": steps, "dt": dt, "n_train": 400, "epochs": 3, "seed": 0, "wall_time_s": 60.0 * steps / 100,
+               "test_fg_iou": iou, "history": [{"images_seen": 400 * (e + 1), "val_fg_iou": iou * (e + 1) / 3}
+                                              for e in range(3)]}
+              for steps, dt, iou in ((100, 0.05, 0.1), (100, 0.2, 0.3), (500, 0.1, 0.7))]
+    table = ch2.horizon_table({"points": points})
+    assert table["T·Δt"].tolist() == [5.0, 20.0, 50.0]
+    assert table["is"].tolist() == ["", "the book's stored runs", "the paper's 500 steps, at Δt = 0.1"]
+    assert table["minutes"].tolist() == [1.0, 1.0, 5.0]
+    fig = ch2.horizon_figure({"points": points})
+    assert len(fig.axes[0].get_lines()) == 3 and len(fig.axes[1].get_lines()) == 3
+    plt.close(fig)
+    text = ch2.horizon_summary(table, {0: 0.3, 1: 0.35})
+    assert "0.70, came at T = 500" in text and "separates the horizons by more than seeds alone" in text
+    assert "not known here" in ch2.horizon_summary(table, {})

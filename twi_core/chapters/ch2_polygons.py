@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import torch
 
 from twi_core import presets
@@ -31,7 +32,8 @@ from twi_core.train import TrainConfig
 
 __all__ = ["TABLE", "DATASET", "SPECTRA_DATASET", "settings", "polygon_config", "run_config", "still_improving", "history_with_images",
            "train", "hidden_states",
-           "example", "class_examples", "validation_spectra", "segment", "describe"]
+           "example", "class_examples", "validation_spectra", "load_horizons", "horizon_table", "horizon_figure",
+           "seed_spread", "horizon_summary", "segment", "describe"]
 
 #: Dataset the model is trained on (1–2 polygons per image) and the one-polygon set used for the wave figures.
 DATASET = "polygons"
@@ -249,3 +251,114 @@ def describe(run) -> dict[str, Any]:
             "wall_time_min": (rec.wall_time_s if rec.wall_time_s is not None else float("nan")) / 60,
             "device": rec.device_name, "status": run.status, "data_source": rec.data_source}
 
+
+
+def load_horizons(path) -> dict[str, Any] | None:
+    """The stored horizon sweep (``book/_data/polygon_horizons.json``), or None when the file does not exist."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def seed_spread(s: presets.Settings, *, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[int, float]:
+    """Test FG-IoU of the shipped runs of this page's configuration for ``seeds`` (those the store holds)."""
+    from twi_core import store
+
+    out = {}
+    for seed in seeds:
+        run = store.find(polygon_config(s.preset, seed=seed, **{k: s[k] for k in TABLE[s.preset]
+                                                                if s[k] != TABLE[s.preset][k] and k != "seed"}))
+        if run is not None:
+            out[seed] = float(run.metrics["test"]["fg_iou"])
+    return out
+
+
+def horizon_summary(table: pd.DataFrame, spread: dict[int, float]) -> str:
+    """The sweep's result in words, computed from :func:`horizon_table` and the seed spread of :func:`seed_spread`.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"T": [100, 500], "Δt": [0.2, 0.1], "T·Δt": [20.0, 50.0], "test FG-IoU": [0.40, 0.55]})
+    >>> print(horizon_summary(t, {0: 0.45, 1: 0.2, 2: 0.3}))  # doctest: +NORMALIZE_WHITESPACE
+    *Horizon sweep (one seed per horizon).* The best test FG-IoU, 0.55, came at T = 500, Δt = 0.1 (50 time units);
+    the lowest, 0.40, at T = 100, Δt = 0.2 (20 time units): a range of 0.15. The stored runs at this page's
+    configuration span 0.20 to 0.45 over 3 seeds (a range of 0.25), so the sweep does not separate the horizons.
+    """
+    scored = table.dropna(subset=["test FG-IoU"])
+    if scored.empty:
+        return "*Horizon sweep:* no finished run."
+    best, worst = scored.loc[scored["test FG-IoU"].idxmax()], scored.loc[scored["test FG-IoU"].idxmin()]
+
+    def where(row) -> str:
+        return f"T = {int(row['T'])}, Δt = {row['Δt']:g} ({row['T·Δt']:g} time units)"
+
+    gap = float(best["test FG-IoU"] - worst["test FG-IoU"])
+    text = (f"*Horizon sweep (one seed per horizon).* The best test FG-IoU, {best['test FG-IoU']:.2f}, came at "
+            f"{where(best)}; the lowest, {worst['test FG-IoU']:.2f}, at {where(worst)}: a range of {gap:.2f}.")
+    if len(spread) >= 2:
+        lo, hi = min(spread.values()), max(spread.values())
+        text += (f" The stored runs at this page's configuration span {lo:.2f} to {hi:.2f} over {len(spread)} seeds "
+                 f"(a range of {hi - lo:.2f}), so the sweep "
+                 + ("does not separate the horizons." if gap <= hi - lo else
+                    "separates the horizons by more than seeds alone move a run, though with one seed each."))
+    else:
+        text += " Fewer than two stored seeds of this page's configuration: the seed spread is not known here."
+    return text
+
+
+def _is(point: dict[str, Any], steps: int, dt: float) -> bool:
+    return point["steps"] == steps and abs(point["dt"] - dt) < 1e-9
+
+
+def horizon_table(data: dict[str, Any]) -> pd.DataFrame:
+    """One row per horizon of ``benchmarks/polygon_horizons.py``'s measurement (``book/_data/polygon_horizons.json``).
+
+    Columns: T, Δt, the horizon T·Δt in time units, which configuration it is (the paper's step count at Δt = 0.1,
+    the book's stored runs), training images and epochs, the best validation and the test FG-IoU, and minutes.
+
+    Examples
+    --------
+    >>> data = {"points": [{"steps": 100, "dt": 0.2, "n_train": 400, "epochs": 3, "seed": 0, "wall_time_s": 120.0,
+    ...                     "test_fg_iou": 0.4, "history": [{"val_fg_iou": 0.3}, {"val_fg_iou": 0.45}]}]}
+    >>> horizon_table(data)[["T", "T·Δt", "is", "best val FG-IoU", "test FG-IoU"]].to_dict("records")
+    [{'T': 100, 'T·Δt': 20.0, 'is': "the book's stored runs", 'best val FG-IoU': 0.45, 'test FG-IoU': 0.4}]
+    """
+    rows = []
+    for p in data["points"]:
+        names = [name for name, (steps, dt) in (("the paper's 500 steps, at Δt = 0.1", (500, 0.1)),
+                                                ("the book's stored runs", (TABLE["book"]["steps"],
+                                                                            TABLE["book"]["dt"]))) if _is(p, steps, dt)]
+        vals = [r["val_fg_iou"] for r in p["history"] if r.get("val_fg_iou") is not None]
+        rows.append({"T": p["steps"], "Δt": p["dt"], "T·Δt": round(p["steps"] * p["dt"], 3),
+                     "is": "; ".join(names), "train images": p["n_train"], "epochs": p["epochs"],
+                     "best val FG-IoU": round(max(vals), 3) if vals else None,
+                     "test FG-IoU": None if p["test_fg_iou"] is None else round(p["test_fg_iou"], 3),
+                     "minutes": None if p["wall_time_s"] is None else round(p["wall_time_s"] / 60, 1)})
+    return pd.DataFrame(rows)
+
+
+def horizon_figure(data: dict[str, Any]):
+    """Test FG-IoU against the horizon T·Δt (left; one point per run, labelled with T and Δt) and the validation
+    FG-IoU curves against images seen (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for p in data["points"]:
+        label = f"T = {p['steps']}, Δt = {p['dt']:g}"
+        horizon = p["steps"] * p["dt"]
+        left.plot([horizon], [p["test_fg_iou"]], "o", ms=6, label=label)
+        right.plot([r["images_seen"] for r in p["history"]], [r["val_fg_iou"] for r in p["history"]], "-o", ms=3,
+                   label=label)
+    left.set_xscale("log")
+    left.set_xlabel("horizon T·Δt (time units, log scale)")
+    left.set_ylabel("test FG-IoU")
+    right.set_xlabel("training images seen")
+    right.set_ylabel("validation FG-IoU")
+    for ax in (left, right):
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
