@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["load", "first_reaching", "summary_table", "figure"]
+__all__ = ["load", "first_reaching", "summary_table", "summary_text", "figure"]
 
 
 def load(path: str | Path) -> dict[str, Any] | None:
@@ -66,6 +66,49 @@ def summary_table(data: dict[str, Any], *, threshold: float = 0.8) -> pd.DataFra
     if not rows:
         return pd.DataFrame(columns=["model", "recipe", "peak lr"])
     return pd.DataFrame(rows).sort_values(["model", "recipe", "peak lr"]).reset_index(drop=True)
+
+
+def summary_text(data: dict[str, Any], *, threshold: float = 0.8) -> str:
+    """What the curves show, per model, in words: each recipe's final validation FG-IoU, which recipe ended higher,
+    and when the target was first reached.
+
+    Examples
+    --------
+    >>> data = {"curves": [
+    ...     {"family": "cnn", "variant": 4, "recipe": "paper", "lr": 1e-3,
+    ...      "history": [{"images_seen": 6000, "elapsed_s": 60.0, "val_fg_iou": 0.2}]},
+    ...     {"family": "cnn", "variant": 4, "recipe": "fast", "lr": 3e-3,
+    ...      "history": [{"images_seen": 6000, "elapsed_s": 60.0, "val_fg_iou": 0.85}]}]}
+    >>> print(summary_text(data))  # doctest: +NORMALIZE_WHITESPACE
+    CNN L = 4: the authors' protocol ends at 0.20, the fast recipe at 0.85 (lr 0.003), after 6,000 images;
+    the fast recipe ends higher; 0.8 first reached by fast (lr 0.003) after 6,000 images (1.0 min).
+    """
+    lines = []
+    for model in sorted({_label(c) for c in data["curves"]}):
+        curves = [c for c in data["curves"] if _label(c) == model and c["history"]]
+        paper = [c for c in curves if c["recipe"] == "paper"]
+        fast = [c for c in curves if c["recipe"] == "fast"]
+        final = {id(c): c["history"][-1]["val_fg_iou"] for c in curves}
+        parts = []
+        if paper:
+            parts.append("the authors' protocol ends at " + " / ".join(f"{final[id(c)]:.2f}" for c in paper))
+        if fast:
+            parts.append("the fast recipe at " + " / ".join(f"{final[id(c)]:.2f} (lr {c['lr']:g})" for c in fast))
+        seen = max(c["history"][-1]["images_seen"] for c in curves)
+        text = f"{model}: " + ", ".join(parts) + f", after {seen:,} images"
+        if paper and fast:
+            best_paper, best_fast = max(final[id(c)] for c in paper), max(final[id(c)] for c in fast)
+            text += "; the fast recipe ends " + ("higher" if best_fast > best_paper else "lower")
+        reached = [(first_reaching(c, threshold), c) for c in curves]
+        reached = [(r, c) for r, c in reached if r is not None]
+        if reached:
+            r, c = min(reached, key=lambda rc: rc[0]["images_seen"])
+            who = "the authors' protocol" if c["recipe"] == "paper" else f"fast (lr {c['lr']:g})"
+            text += f"; {threshold} first reached by {who} after {r['images_seen']:,} images ({r['minutes']:.1f} min)."
+        else:
+            text += f"; no curve reached {threshold}."
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def figure(data: dict[str, Any], *, threshold: float = 0.8):
