@@ -119,14 +119,17 @@ def figure(data: dict[str, Any], *, threshold: float = 0.8):
     models = sorted({_label(c) for c in data["curves"]})
     fig, axes = plt.subplots(max(len(models), 1), 2, figsize=(10, 2.9 * max(len(models), 1)), sharey=True,
                              squeeze=False)
+    # one colour per recipe setting across all rows (the authors' protocol first)
+    settings = sorted({(c["recipe"] != "paper", c["lr"]) for c in data["curves"]})
     for curve in data["curves"]:
         row = axes[models.index(_label(curve))]
         hist = curve["history"]
         label = f"{curve['recipe']} (lr {curve['lr']:g})"
-        style = "-" if curve["recipe"] == "fast" else "--"
+        style = dict(ls="-" if curve["recipe"] == "fast" else "--", marker="o", ms=3, label=label,
+                     color=f"C{settings.index((curve['recipe'] != 'paper', curve['lr']))}")
         iou = [r["val_fg_iou"] for r in hist]
-        row[0].plot([r["images_seen"] for r in hist], iou, style, marker="o", ms=3, label=label)
-        row[1].plot([r["elapsed_s"] / 60.0 for r in hist], iou, style, marker="o", ms=3, label=label)
+        row[0].plot([r["images_seen"] for r in hist], iou, **style)
+        row[1].plot([r["elapsed_s"] / 60.0 for r in hist], iou, **style)
     for model, row in zip(models, axes):
         for ax, xlabel in zip(row, ("training images seen", "wall-clock minutes (one process, one thread)")):
             ax.axhline(threshold, color="0.6", lw=0.8, ls=":")
