@@ -525,11 +525,12 @@ def test_horizon_sweep_table_figure_and_summary():
               for steps, dt, iou in ((100, 0.05, 0.1), (100, 0.2, 0.3), (500, 0.1, 0.7))]
     table = ch2.horizon_table({"points": points})
     assert table["T·Δt"].tolist() == [5.0, 20.0, 50.0]
-    assert table["is"].tolist() == ["", "the book's stored runs", "the paper's 500 steps, at Δt = 0.1"]
+    assert table["is"].tolist() == ["", "T and Δt of the stored runs", "the paper's steps, at Δt = 0.1"]
     assert table["minutes"].tolist() == [1.0, 1.0, 5.0]
     fig = ch2.horizon_figure({"points": points})
     assert len(fig.axes[0].get_lines()) == 3 and len(fig.axes[1].get_lines()) == 3
     plt.close(fig)
     text = ch2.horizon_summary(table, {0: 0.3, 1: 0.35})
     assert "0.70, came at T = 500" in text and "separates the horizons by more than seeds alone" in text
+    assert "best validation FG-IoU of any horizon is 0.70" in text
     assert "not known here" in ch2.horizon_summary(table, {})
