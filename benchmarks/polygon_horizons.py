@@ -14,7 +14,6 @@ its own store (resumable), then ``--collect`` writes every finished run's scores
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,19 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True, help="run store of the sweep")
+    from twi_core.benchmarking import run_sweep_parser
+
+    parser = run_sweep_parser(__doc__, out=ROOT / "book" / "_data" / "polygon_horizons.json")
     parser.add_argument("--steps", type=int, default=100, help="NWM time steps T")
     parser.add_argument("--dt", type=float, default=0.2, help="NWM step size")
     parser.add_argument("--n-train", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--collect", action="store_true", help="write book/_data/polygon_horizons.json and stop")
-    parser.add_argument("--out", type=Path, default=ROOT / "book" / "_data" / "polygon_horizons.json")
-    parser.add_argument("--setup", default="each run one process with one torch thread, two runs side by side",
-                        help="how the runs were executed (stored with the results, shown with the figure)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny configuration, for CI")
     args = parser.parse_args(argv)
 
     import torch
@@ -58,22 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if run.status == runs.COMPLETE else 1
 
 
-def collect(store: Path, out: Path, *, setup: str = "") -> int:
-    """Every finished run under ``store``: its horizon, scores and validation curve, with the machine, into ``out``."""
-    from twi_core import runs
-    from twi_core.benchmarking import machine, save_results
+def _point(run) -> dict:
+    """One finished run of the sweep: its horizon, scores and validation curve."""
+    cfg, test = run.config, run.metrics.get("test", {})
+    return {"steps": cfg.model["steps"], "dt": cfg.model["dt"], "n_train": cfg.n_train, "epochs": cfg.epochs,
+            "seed": cfg.seed, "wall_time_s": run.record.wall_time_s, "test_fg_iou": test.get("fg_iou"),
+            "test_fg_accuracy": test.get("fg_accuracy"),
+            "history": [{k: row.get(k) for k in ("epoch", "images_seen", "val_fg_iou", "val_loss")}
+                        for row in run.result["history"]]}
 
-    points = []
-    for run in runs.iter_runs(store):
-        cfg, test = run.config, run.metrics.get("test", {})
-        points.append({"steps": cfg.model["steps"], "dt": cfg.model["dt"], "n_train": cfg.n_train,
-                       "epochs": cfg.epochs, "seed": cfg.seed, "wall_time_s": run.record.wall_time_s,
-                       "test_fg_iou": test.get("fg_iou"), "test_fg_accuracy": test.get("fg_accuracy"),
-                       "history": [{k: row.get(k) for k in ("epoch", "images_seen", "val_fg_iou", "val_loss")}
-                                   for row in run.result["history"]]})
-    points.sort(key=lambda p: (p["steps"] * p["dt"], p["steps"]))
-    save_results(out, {"machine": machine(), "setup": setup, "points": points})
-    print(f"{len(points)} horizons -> {out}")
+
+def collect(store: Path, out: Path, *, setup: str = "") -> int:
+    """Every finished run under ``store``, by horizon, with the machine, into ``out``."""
+    from twi_core.benchmarking import collect_runs
+
+    n = collect_runs(store, out, _point, field="points", setup=setup, sort_key=lambda p: (p["steps"] * p["dt"],
+                                                                                           p["steps"]))
+    print(f"{n} horizons -> {out}")
     return 0
 
 

@@ -12,9 +12,6 @@ curves are the runs' own ``history``. ``--collect`` gathers every finished run o
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -22,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True, help="run store of the curves")
+    from twi_core.benchmarking import run_sweep_parser
+
+    parser = run_sweep_parser(__doc__, out=ROOT / "book" / "_data" / "time_to_accuracy.json")
     parser.add_argument("--family", default="nwm", choices=["nwm", "lstm", "cnn"])
     parser.add_argument("--variant", default="linear")
     parser.add_argument("--recipe", default="fast", choices=["paper", "fast"])
@@ -31,13 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--collect", action="store_true", help="write book/_data/time_to_accuracy.json and stop")
-    parser.add_argument("--out", type=Path, default=ROOT / "book" / "_data" / "time_to_accuracy.json")
-    parser.add_argument("--smoke", action="store_true", help="a tiny configuration, for CI")
-    parser.add_argument("--setup", default="each run one process with one torch thread, two runs side by side",
-                        help="how the runs were executed (stored with the curves, shown with the figure)")
     args = parser.parse_args(argv)
 
     import torch
@@ -64,22 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if run.status == runs.COMPLETE else 1
 
 
+def _curve(run) -> dict:
+    """One finished run as a learning curve: its model, recipe and per-epoch validation."""
+    cfg = run.config
+    return {"family": cfg.model["name"], "variant": cfg.model.get("readout", cfg.model.get("depth")),
+            "recipe": cfg.recipe, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": cfg.n_train,
+            "seed": cfg.seed, "head_dtype": run.result.get("head_dtype"),
+            "history": [{k: row.get(k) for k in ("epoch", "images_seen", "elapsed_s", "lr", "val_fg_iou", "val_loss",
+                                                 "train_loss")} for row in run.result["history"]],
+            "test_fg_iou": run.metrics.get("test", {}).get("fg_iou")}
+
+
 def collect(store: Path, out: Path, *, setup: str = "") -> int:
     """Every finished run under ``store`` as curves, with the machine, into ``out``."""
-    from twi_core import runs
-    from twi_core.benchmarking import machine, save_results
+    from twi_core.benchmarking import collect_runs
 
-    curves = []
-    for run in runs.iter_runs(store):
-        cfg = run.config
-        curves.append({"family": cfg.model["name"], "variant": cfg.model.get("readout", cfg.model.get("depth")),
-                       "recipe": cfg.recipe, "lr": cfg.lr, "batch_size": cfg.batch_size, "n_train": cfg.n_train,
-                       "seed": cfg.seed, "head_dtype": run.result.get("head_dtype"),
-                       "history": [{k: row.get(k) for k in ("epoch", "images_seen", "elapsed_s", "lr", "val_fg_iou",
-                                                            "val_loss", "train_loss")} for row in run.result["history"]],
-                       "test_fg_iou": run.metrics.get("test", {}).get("fg_iou")})
-    save_results(out, {"machine": machine(), "setup": setup, "curves": curves})
-    print(f"{len(curves)} curves -> {out}")
+    print(f"{collect_runs(store, out, _curve, field='curves', setup=setup)} curves -> {out}")
     return 0
 
 

@@ -8,6 +8,7 @@ machine's 2 cores are shared.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -20,6 +21,8 @@ from torch import nn
 __all__ = [
     "NOMINAL_GFLOPS",
     "bench_training_step",
+    "collect_runs",
+    "run_sweep_parser",
     "compare_models",
     "machine",
     "matmul_gflops",
@@ -65,6 +68,41 @@ def save_results(path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1, default=float))
     print(f"wrote {path}")
+
+
+def run_sweep_parser(doc: str, *, out) -> argparse.ArgumentParser:
+    """The options of a benchmark that trains one run into a store per call and then ``--collect`` s the store.
+
+    ``--store`` (required), ``--seed``, ``--threads``, ``--collect``, ``--out`` (default ``out``), ``--setup`` (how
+    the runs were executed, stored with the results) and ``--smoke``; the script adds its own.
+    """
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True, help="run store of the measurement")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--collect", action="store_true", help=f"write {Path(out).name} and stop")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--setup", default="each run one process with one torch thread, two runs side by side",
+                        help="how the runs were executed (stored with the results, shown with them)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny configuration, for CI")
+    return parser
+
+
+def collect_runs(store, out, record: Callable[[Any], dict[str, Any]], *, field: str, setup: str = "",
+                 sort_key: Callable[[dict[str, Any]], Any] | None = None) -> int:
+    """Every finished run under ``store`` as ``record(run)``, with the machine, into ``out`` (JSON) under ``field``.
+
+    Returns the number of runs written.
+    """
+    from twi_core import runs
+
+    items = [record(run) for run in runs.iter_runs(store)]
+    if sort_key is not None:
+        items.sort(key=sort_key)
+    save_results(out, {"machine": machine(), "setup": setup, field: items})
+    return len(items)
 
 
 def model_pair(config: dict[str, Any], *, seed: int = 0) -> tuple[nn.Module, nn.Module]:
