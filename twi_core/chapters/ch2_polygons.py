@@ -255,11 +255,9 @@ def describe(run) -> dict[str, Any]:
 
 def load_horizons(path) -> dict[str, Any] | None:
     """The stored horizon sweep (``book/_data/polygon_horizons.json``), or None when the file does not exist."""
-    import json
-    from pathlib import Path
+    from twi_core.chapters.time_to_accuracy import load
 
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    return load(path)
 
 
 def seed_spread(s: presets.Settings, *, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[int, float]:

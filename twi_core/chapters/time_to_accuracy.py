@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,11 @@ __all__ = ["load", "first_reaching", "summary_table", "summary_text", "figure"]
 
 
 def load(path: str | Path) -> dict[str, Any] | None:
-    """The stored measurement, or None when the file does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    """A stored measurement (JSON), or None when the file does not exist; a corrupt file is a ``ValueError`` naming
+    it (:func:`twi_core._io.read_json`)."""
+    from twi_core._io import read_json
+
+    return read_json(path) if Path(path).exists() else None
 
 
 def first_reaching(curve: dict[str, Any], threshold: float) -> dict[str, Any] | None:
