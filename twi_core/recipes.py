@@ -53,15 +53,17 @@ class Recipe:
     start: float = 1.0             # rate at the start of the warm-up, as a fraction of the peak
     final: float = 1.0             # rate at the end, as a fraction of the peak (1 with warmup 0: constant)
     clip_norm: float | None = None  # global gradient-norm clip (None: no clipping)
+    hold: float = 0.0              # fraction of the run held at the peak after the warm-up, before the decay
 
     def factor(self, progress: float) -> float:
         """The rate at ``progress`` (clamped to [0, 1]) as a fraction of the peak rate."""
         p = min(max(float(progress), 0.0), 1.0)
         if p < self.warmup:
             return self.start + (1.0 - self.start) * p / self.warmup
-        if self.final == 1.0:
+        decay_from = self.warmup + self.hold
+        if self.final == 1.0 or p <= decay_from:
             return 1.0
-        q = (p - self.warmup) / (1.0 - self.warmup) if self.warmup < 1.0 else 1.0
+        q = (p - decay_from) / (1.0 - decay_from) if decay_from < 1.0 else 1.0
         return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * q))
 
     @property

@@ -172,7 +172,8 @@ class TrainConfig:
         return cls(**dict(values))
 
     def key(self) -> str:
-        """A stable 12-hex-digit hash of the configuration and the training format (:data:`TRAINING_FORMAT`).
+        """A stable 12-hex-digit hash of the configuration and the training format (:data:`TRAINING_FORMAT`), and for
+        a recipe other than ``"paper"`` its schedule's numbers (:class:`twi_core.recipes.Recipe`).
 
         A changed configuration or training semantics gives a different key, so a stale run is never reused silently
         (for the datasets of :data:`KEYED_GENERATORS`, a changed data generator too);
@@ -182,6 +183,8 @@ class TrainConfig:
         content: dict[str, Any] = {"config": self.to_dict(), "training_format": TRAINING_FORMAT}
         if self.dataset in KEYED_GENERATORS:
             content["data_generator"] = _generator_version(self.dataset)
+        if self.recipe != "paper":  # a recipe's schedule may be retuned: its numbers key its runs (paper keys stay)
+            content["recipe_schedule"] = dataclasses.asdict(_recipes.recipe(self.recipe))
         blob = json.dumps(content, sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 

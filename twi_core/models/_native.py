@@ -36,16 +36,19 @@ import torch
 
 from twi_core.paths import cache_root
 
-__all__ = ["MAX_CHANNELS", "adjoint_segment", "available", "forward_segment", "library_path", "supports",
+__all__ = ["MAX_CHANNELS", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available", "forward_segment", "library_path", "supports",
            "unavailable_reason"]
 
 log = logging.getLogger(__name__)
 
-#: The most oscillator channels the library handles (its per-pixel work grows as C²; for more, mkldnn's convolution
-#: is the faster coupling).
+#: The most oscillator channels the row-by-row kernels handle (their per-pixel work grows as C² with one accumulator
+#: pass per tap; for more, mkldnn's convolution is the faster coupling) ...
 MAX_CHANNELS = 4
+#: ... and the register-blocked "wide" kernels, for C a multiple of WIDE_CHANNELS up to WIDE_MAX_CHANNELS and W a
+#: multiple of WIDE_WIDTH (16 floats: one AVX-512 vector, two AVX2 ones): the Multi-MNIST NWM's C = 16 at 128x128.
+WIDE_CHANNELS, WIDE_MAX_CHANNELS, WIDE_WIDTH = 8, 64, 16
 _SOURCE = Path(__file__).with_name("_nwm_cpu.c")
-_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11")
+_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c11")
 _lock = threading.Lock()
 _reason: str | None = None
 
@@ -110,7 +113,9 @@ def _library() -> ctypes.CDLL | None:
         _reason = f"the C kernels could not be built or loaded: {error}"
         log.info("twi native NWM kernels unavailable: %s", _reason)
         return None
-    lib.twi_nwm_forward.argtypes = [_F, _F, _F, _F, _F, _F, _I, _I, _I, _I, _I, ctypes.c_float, _I, _I]
+    lib.twi_nwm_scratch_floats.argtypes = [_I, _I, _I]
+    lib.twi_nwm_scratch_floats.restype = _P
+    lib.twi_nwm_forward.argtypes = [_F, _F, _F, _F, _F, _F, _F, _I, _I, _I, _I, _I, ctypes.c_float, _I, _I]
     lib.twi_nwm_forward.restype = _I
     lib.twi_nwm_adjoint.argtypes = [_F, _F, _F, _F, _F, _F, _F, _P, _P, _P, _F, _F, _F, _F, _D, _F,
                                     _I, _I, _I, _I, _I, ctypes.c_float, _I, _I]
@@ -128,11 +133,27 @@ def unavailable_reason() -> str | None:
     return None if available() else _reason
 
 
+def channels_supported(channels: int, width: int) -> bool:
+    """Whether the kernels take C = ``channels`` at width W: C <= :data:`MAX_CHANNELS` (row by row), or the wide path.
+
+    >>> channels_supported(2, 64), channels_supported(16, 128), channels_supported(16, 100), channels_supported(5, 64)
+    (True, True, False, False)
+    """
+    wide = (channels % WIDE_CHANNELS == 0 and channels <= WIDE_MAX_CHANNELS and width % WIDE_WIDTH == 0)
+    return 1 <= channels <= MAX_CHANNELS or wide
+
+
 def supports(y0: torch.Tensor) -> bool:
-    """Whether a rollout from states like ``y0`` (B, C, H, W) can run here: CPU, float32, C <= 4, 3 <= H, W <= 4096."""
+    """Whether a rollout from states like ``y0`` (B, C, H, W) can run here: CPU, float32, 3 <= H, 3 <= W <= 4096, and
+    C as :func:`channels_supported` allows."""
     return (y0.device.type == "cpu" and y0.dtype == torch.float32 and y0.dim() == 4
-            and 1 <= y0.shape[1] <= MAX_CHANNELS and y0.shape[2] >= 3 and 3 <= y0.shape[3] <= 4096
+            and y0.shape[2] >= 3 and 3 <= y0.shape[3] <= 4096 and channels_supported(y0.shape[1], y0.shape[3])
             and available())
+
+
+def _scratch(lib, parts: int, c: int, h: int, w: int) -> torch.Tensor:
+    """One scratch area per thread (the C side says how many floats a call needs)."""
+    return torch.empty(parts, int(lib.twi_nwm_scratch_floats(c, h, w)), dtype=torch.float32)
 
 
 @functools.cache
@@ -181,7 +202,9 @@ def forward_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
     b, c, h, w = omega.shape
     lib = _library()
     args = [_ptr(t) for t in (ybuf, zbuf, sbuf, omega, alpha, weight)]
-    _parallel(lambda b0, b1, _k: lib.twi_nwm_forward(*args, n, b, c, h, w, dt, b0, b1), _ranges(b))
+    ranges = _ranges(b)
+    scratch = _scratch(lib, len(ranges), c, h, w)
+    _parallel(lambda b0, b1, k: lib.twi_nwm_forward(*args, _ptr(scratch[k]), n, b, c, h, w, dt, b0, b1), ranges)
 
 
 def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, omega: torch.Tensor,
@@ -206,8 +229,8 @@ def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
         inj_ptr, st, sb, sc = None, 0, 0, 0
     ranges = _ranges(b)
     g_weight = torch.zeros(len(ranges), c, c, 3, 3, dtype=torch.float64)  # one partial sum per thread
-    scratch = torch.empty(len(ranges), c * h * w, dtype=torch.float32)
     lib = _library()
+    scratch = _scratch(lib, len(ranges), c, h, w)
     args = [_ptr(t) for t in (ybuf, zbuf, sbuf, omega, alpha, weight)]
     grads = [_ptr(t) for t in (gy, gz, g_omega, g_alpha)]
 

@@ -1,4 +1,6 @@
-/* The NWM recurrence and its adjoint for few channels on the CPU, one image at a time (twi_core.models._native).
+/* The NWM recurrence and its adjoint on the CPU, one image at a time (twi_core.models._native): for few channels
+ * (C <= 4, the Tetrominoes, MNIST and Polygons NWMs) row by row, for many (C a multiple of 8, the Multi-MNIST NWM's 16)
+ * register-blocked over output channels (the "wide path" below).
  *
  * Forward, for every image b in [b0, b1) and step t = 0..n-1 (slot t -> slot t+1 of the (n+1, B, C, H, W) buffers):
  *
@@ -18,12 +20,132 @@
  * (C x H x W floats, 32 KB) stays in L1/L2 for all its steps here. Images are independent, so threads take disjoint
  * ranges of the batch and never synchronise. Every inner loop runs along a row (unit stride) and vectorises; the
  * circular wrap is handled at the two ends of each row. float32 only: the Python side uses torch otherwise.
+ *
+ * At C = 16 (128x128) a step is 2304 multiply-adds per pixel, and torch spends it in mkldnn's NCHW convolution
+ * (~26 GFLOP/s on one core of the development CPU) plus ~10 passes of pointwise ops over a 1 MB state per image; the
+ * wide path fuses the pointwise update into the row loop and runs the coupling from a haloed copy of the state.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#define TWI_MAX_C 4
+#define TWI_MAX_C 64
+
+/* The wide path (many channels, e.g. the Multi-MNIST NWM's C = 16 at 128x128): the coupling of one output row for all
+ * output channels at once, register-blocked as TWI_OB output channels x TWI_VL pixels, so that each input vector loaded
+ * feeds TWI_OB fused multiply-adds; the per-row kernels above load and store their accumulator row once per tap and
+ * input channel, which at C = 16 makes them L1-bound. GCC/Clang vector extensions keep it portable: on AVX-512 a
+ * vector is one zmm register, on AVX2 one ymm. Used when C is a multiple of TWI_OB and W of TWI_VL. */
+#if defined(__AVX512F__)
+#define TWI_VL 16
+#else
+#define TWI_VL 8
+#endif
+#define TWI_OB 8
+typedef float twi_vec __attribute__((vector_size(TWI_VL * sizeof(float))));
+
+static inline twi_vec vload(const float *p) {
+    twi_vec v;
+    memcpy(&v, p, sizeof v); /* an unaligned load */
+    return v;
+}
+
+static inline void vstore(float *p, twi_vec v) { memcpy(p, &v, sizeof v); }
+
+static inline int wide(int C, int W) { return C % TWI_OB == 0 && W % TWI_VL == 0 && C >= TWI_OB; }
+
+/* Floats of scratch a call needs per thread: u (C H W), a haloed copy (C (H+2) (W+2)), one coupling row per channel
+ * (C W), and the rearranged weights (9 C^2). */
+ptrdiff_t twi_nwm_scratch_floats(int C, int H, int W) {
+    return (ptrdiff_t)C * H * W + (ptrdiff_t)C * (H + 2) * (W + 2) + (ptrdiff_t)C * W + 9 * (ptrdiff_t)C * C;
+}
+
+/* P (C, H+2, W+2) <- x (C, H, W) with a periodic halo of one pixel: P[c][h + 1][w + 1] = x[c][h][w]. */
+static void pad_periodic(float *restrict P, const float *restrict x, int C, int H, int W) {
+    const int Wp = W + 2;
+    for (int c = 0; c < C; ++c) {
+        const float *xc = x + (ptrdiff_t)c * H * W;
+        float *pc = P + (ptrdiff_t)c * (H + 2) * Wp;
+        for (int hp = 0; hp < H + 2; ++hp) {
+            const float *src = xc + (ptrdiff_t)((hp + H - 1) % H) * W;
+            float *dst = pc + (ptrdiff_t)hp * Wp;
+            dst[0] = src[W - 1];
+            memcpy(dst + 1, src, sizeof(float) * W);
+            dst[W + 1] = src[0];
+        }
+    }
+}
+
+/* out[o][w] = sum_{i, a, c} k[((i * 3 + a) * 3 + c) * C + o] P[i][h + a][w + c], every output channel o of row h.
+ * k is the kernel rearranged input-channel-and-tap major, output channel minor, so TWI_OB weights are adjacent. */
+static void conv_row_wide(float *restrict out, const float *restrict P, const float *restrict k, int C, int H, int W,
+                          int h) {
+    const int Wp = W + 2;
+    const ptrdiff_t plane = (ptrdiff_t)(H + 2) * Wp;
+    for (int w0 = 0; w0 < W; w0 += TWI_VL)
+        for (int o0 = 0; o0 < C; o0 += TWI_OB) {
+            twi_vec acc[TWI_OB];
+            for (int j = 0; j < TWI_OB; ++j) acc[j] = (twi_vec){0};
+            for (int i = 0; i < C; ++i)
+                for (int a = 0; a < 3; ++a) {
+                    const float *r = P + i * plane + (ptrdiff_t)(h + a) * Wp + w0;
+                    const float *kk = k + (ptrdiff_t)(i * 3 + a) * 3 * C + o0;
+                    for (int c = 0; c < 3; ++c) {
+                        const twi_vec v = vload(r + c);
+                        for (int j = 0; j < TWI_OB; ++j) acc[j] += kk[c * C + j] * v;
+                    }
+                }
+            for (int j = 0; j < TWI_OB; ++j) vstore(out + (ptrdiff_t)(o0 + j) * W + w0, acc[j]);
+        }
+}
+
+/* g[((o C + i) 3 + a) 3 + c] += sum_{h, w} u[o][h][w] P[i][h + a][w + c]: one step's weight gradient against the
+ * haloed state P, 4 output channels x 3 column taps per register block (12 accumulators). */
+static void weight_grad_wide(double *restrict g, const float *restrict u, const float *restrict P, int C, int H,
+                             int W) {
+    const int Wp = W + 2;
+    const ptrdiff_t plane = (ptrdiff_t)(H + 2) * Wp, hw = (ptrdiff_t)H * W;
+    for (int i = 0; i < C; ++i)
+        for (int a = 0; a < 3; ++a)
+            for (int o0 = 0; o0 < C; o0 += 4) {
+                twi_vec acc[4][3];
+                for (int j = 0; j < 4; ++j) acc[j][0] = acc[j][1] = acc[j][2] = (twi_vec){0};
+                for (int h = 0; h < H; ++h) {
+                    const float *r = P + i * plane + (ptrdiff_t)(h + a) * Wp;
+                    const float *ur = u + (ptrdiff_t)o0 * hw + (ptrdiff_t)h * W;
+                    for (int w0 = 0; w0 < W; w0 += TWI_VL) {
+                        const twi_vec y0 = vload(r + w0), y1 = vload(r + w0 + 1), y2 = vload(r + w0 + 2);
+                        for (int j = 0; j < 4; ++j) {
+                            const twi_vec uv = vload(ur + j * hw + w0);
+                            acc[j][0] += uv * y0;
+                            acc[j][1] += uv * y1;
+                            acc[j][2] += uv * y2;
+                        }
+                    }
+                }
+                for (int j = 0; j < 4; ++j)
+                    for (int c = 0; c < 3; ++c) {
+                        double sum = 0.0;
+                        for (int l = 0; l < TWI_VL; ++l) sum += acc[j][c][l];
+                        g[(((o0 + j) * C + i) * 3 + a) * 3 + c] += sum;
+                    }
+            }
+}
+
+/* kf[((i 3 + a) 3 + c) C + o] = W[o][i][a][c] (forward); kb[((o 3 + a) 3 + c) C + i] = W[o][i][2 - a][2 - c], the
+ * flipped, transposed kernel of the adjoint's coupling gy[i] += sum W[o][i][a][c] u[o][h + 1 - a][w + 1 - c]. */
+static void arrange_kernel(float *restrict k, const float *restrict weight, int C, int adjoint) {
+    for (int o = 0; o < C; ++o)
+        for (int i = 0; i < C; ++i)
+            for (int a = 0; a < 3; ++a)
+                for (int c = 0; c < 3; ++c) {
+                    const float v = weight[((o * C + i) * 3 + a) * 3 + c];
+                    if (adjoint)
+                        k[((o * 3 + (2 - a)) * 3 + (2 - c)) * C + i] = v;
+                    else
+                        k[((i * 3 + a) * 3 + c) * C + o] = v;
+                }
+}
 
 /* exp(x) for x in [-20, 0]: 2^k * e^r with |r| <= ln2 / 2 and a degree-7 Taylor polynomial (error < 1e-8). */
 static inline float twi_exp_neg(float x) {
@@ -122,11 +244,33 @@ static inline void adjoint_plane(const float *restrict g_in, float *restrict gy,
     }
 }
 
-/* n forward steps for images [b0, b1). ybuf, zbuf: (n + 1, B, C, H, W), slot 0 given; sbuf: (n, B, C, H, W). */
+/* n forward steps for images [b0, b1). ybuf, zbuf: (n + 1, B, C, H, W), slot 0 given; sbuf: (n, B, C, H, W);
+ * scratch: twi_nwm_scratch_floats(C, H, W) floats, this call's own. */
 int twi_nwm_forward(float *ybuf, float *zbuf, float *sbuf, const float *omega, const float *alpha,
-                    const float *weight, int n, int B, int C, int H, int W, float dt, int b0, int b1) {
+                    const float *weight, float *scratch, int n, int B, int C, int H, int W, float dt, int b0, int b1) {
     if (C < 1 || C > TWI_MAX_C || H < 3 || W < 3 || W > 4096) return -1;
     const ptrdiff_t hw = (ptrdiff_t)H * W, img = C * hw, slot = (ptrdiff_t)B * img;
+    if (wide(C, W)) {
+        float *P = scratch + img, *rows = P + (ptrdiff_t)C * (H + 2) * (W + 2), *k = rows + (ptrdiff_t)C * W;
+        arrange_kernel(k, weight, C, 0);
+        for (int b = b0; b < b1; ++b) {
+            const float *om = omega + b * img, *al = alpha + b * img;
+            for (int t = 0; t < n; ++t) {
+                const float *y = ybuf + t * slot + b * img, *z = zbuf + t * slot + b * img;
+                float *yn = ybuf + (t + 1) * slot + b * img, *zn = zbuf + (t + 1) * slot + b * img;
+                float *s = sbuf + t * slot + b * img;
+                pad_periodic(P, y, C, H, W);
+                for (int h = 0; h < H; ++h) {
+                    conv_row_wide(rows, P, k, C, H, W, h);
+                    for (int o = 0; o < C; ++o) {
+                        const ptrdiff_t p = o * hw + h * W;
+                        step_row(rows + o * W, y + p, z + p, om + p, al + p, s + p, yn + p, zn + p, dt, W);
+                    }
+                }
+            }
+        }
+        return 0;
+    }
     float acc[4096];
     for (int b = b0; b < b1; ++b) {
         const float *om = omega + b * img, *al = alpha + b * img;
@@ -152,7 +296,8 @@ int twi_nwm_forward(float *ybuf, float *zbuf, float *sbuf, const float *omega, c
 
 /* n adjoint steps (t = n-1..0) for images [b0, b1). inj: the gradient injected into y_{t+1}, element (t, b, c, h, w)
  * at inj + t*inj_t + b*inj_b + c*inj_c + h*W + w (NULL: none). gy, gz, g_omega, g_alpha: (B, C, H, W), updated in
- * place. g_weight: (C, C, 3, 3) doubles, accumulated. scratch: C*H*W floats, this call's own. */
+ * place. g_weight: (C, C, 3, 3) doubles, accumulated. scratch: twi_nwm_scratch_floats(C, H, W) floats, this call's
+ * own. */
 int twi_nwm_adjoint(const float *ybuf, const float *zbuf, const float *sbuf, const float *omega, const float *alpha,
                     const float *weight, const float *inj, ptrdiff_t inj_t, ptrdiff_t inj_b, ptrdiff_t inj_c,
                     float *gy_all, float *gz_all, float *g_omega, float *g_alpha, double *g_weight, float *scratch,
@@ -161,6 +306,35 @@ int twi_nwm_adjoint(const float *ybuf, const float *zbuf, const float *sbuf, con
     const ptrdiff_t hw = (ptrdiff_t)H * W, img = C * hw, slot = (ptrdiff_t)B * img;
     float acc[4096];
     float *u = scratch;
+    if (wide(C, W)) {
+        float *P = scratch + img, *rows = P + (ptrdiff_t)C * (H + 2) * (W + 2), *k = rows + (ptrdiff_t)C * W;
+        arrange_kernel(k, weight, C, 1);
+        for (int b = b0; b < b1; ++b) {
+            const float *om = omega + b * img, *al = alpha + b * img;
+            float *gy = gy_all + b * img, *gz = gz_all + b * img, *gom = g_omega + b * img, *gal = g_alpha + b * img;
+            for (int t = n - 1; t >= 0; --t) {
+                const float *y = ybuf + t * slot + b * img, *z = zbuf + t * slot + b * img;
+                const float *s = sbuf + t * slot + b * img;
+                for (int c = 0; c < C; ++c) {
+                    const ptrdiff_t p = c * hw;
+                    adjoint_plane(inj ? inj + t * inj_t + b * inj_b + c * inj_c : NULL, gy + p, gz + p, u + p,
+                                  gom + p, gal + p, y + p, z + p, s + p, om + p, al + p, dt, hw);
+                }
+                pad_periodic(P, u, C, H, W); /* the transposed coupling reads u with its halo */
+                for (int h = 0; h < H; ++h) {
+                    conv_row_wide(rows, P, k, C, H, W, h);
+                    for (int i = 0; i < C; ++i) {
+                        float *g = gy + i * hw + h * W;
+                        const float *r = rows + i * W;
+                        for (int w = 0; w < W; ++w) g[w] += r[w];
+                    }
+                }
+                pad_periodic(P, y, C, H, W); /* then the weight gradient reads y_t with its halo */
+                weight_grad_wide(g_weight, u, P, C, H, W);
+            }
+        }
+        return 0;
+    }
     for (int b = b0; b < b1; ++b) {
         const float *om = omega + b * img, *al = alpha + b * img;
         float *gy = gy_all + b * img, *gz = gz_all + b * img, *gom = g_omega + b * img, *gal = g_alpha + b * img;

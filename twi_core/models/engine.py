@@ -509,6 +509,17 @@ class _Mix(_Emission):
         return self.projection[:, start:stop].reshape(self.projection.shape[0], -1)  # (P, n*C)
 
     def absorb(self, ys, start, stop):
+        if ys.device.type in _PER_IMAGE_PROJECTION:
+            # One (P x C)(C x H*W) GEMM per step and image, straight from the state buffer: the one-GEMM form below
+            # needs the states channel-major, a transposing copy of the whole segment (Multi-MNIST: 4 MB per step).
+            n, b, c = ys.shape[:3]
+            if self.acc is None:
+                self.acc = ys.new_zeros((self.projection.shape[0], b, ys[0, 0].numel() // c))
+            for t in range(n):
+                m_t = self.projection[:, start + t]  # (P, C)
+                for i in range(b):
+                    self.acc[:, i].addmm_(m_t, ys[t, i].view(c, -1))
+            return
         part, mix = _channels_major(ys), self._segment(start, stop)
         if self.acc is None:
             self.acc = mix @ part
@@ -527,7 +538,14 @@ class _Mix(_Emission):
         rows = _empty(n, ys[0]).view(n * c, -1)  # (n*C, B*H*W); per step a (B, C, H, W) view, no copy
         inj = torch.mm(self._segment(start, stop).t(), self.g_flat, out=rows).view(n, c, b, h, w).transpose(1, 2)
         if self.projection_grad is not None:
-            self.projection_grad[:, start:stop] = (self.g_flat @ _channels_major(ys).t()).view(-1, n, c)
+            if ys.device.type in _PER_IMAGE_PROJECTION:  # per step and image, as in absorb (no transposing copy)
+                g = self.g_flat.view(self.g_flat.shape[0], b, -1)  # (P, B, H*W)
+                for t in range(n):
+                    g_m = self.projection_grad[:, start + t]  # (P, C)
+                    for i in range(b):
+                        g_m.addmm_(g[:, i], ys[t, i].view(c, -1).t())
+            else:
+                self.projection_grad[:, start:stop] = (self.g_flat @ _channels_major(ys).t()).view(-1, n, c)
         return inj
 
 
