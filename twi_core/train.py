@@ -43,6 +43,7 @@ import torch
 
 from twi_core import __version__
 from twi_core import metrics as _metrics
+from twi_core import _fp
 from twi_core import recipes as _recipes
 from twi_core._io import atomic_write
 from twi_core.records import RESULT_FILE, RunResult
@@ -539,6 +540,7 @@ def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
                 state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(p.device)
 
 
+@_fp.flushing_denormals  # denormals flushed while training (twi_core._fp: a 12x slower NWM step otherwise)
 def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.device = "auto",
         progress: bool = True, resume: bool = True, labels: Mapping[str, Any] | None = None,
         graph: bool | None = None) -> dict[str, Any]:

@@ -54,7 +54,9 @@ def test_kernel_choice():
     y = torch.zeros(2, 2, 8, 8)
     assert engine._kernels(False, y).name == "native"
     assert engine._kernels(False, y.double()).name == "eager"  # float64: torch kernels
-    assert engine._kernels(False, torch.zeros(2, 5, 8, 8)).name == "eager"  # C > 4: mkldnn's convolution
+    assert engine._kernels(False, torch.zeros(2, 5, 8, 8)).name == "eager"  # 4 < C, not the wide path: mkldnn
+    assert engine._kernels(False, torch.zeros(2, 16, 8, 32)).name == "native"  # C = 16, W = 32: the wide path
+    assert engine._kernels(False, torch.zeros(2, 16, 8, 24)).name == "eager"  # W not a multiple of 16
 
 
 @needs_native
@@ -74,6 +76,59 @@ def test_native_equals_plain(shape, readout):
     wrt = (*inputs, time_weight) if readout == "linear" else inputs
     for g, gr in zip(torch.autograd.grad((out * probe).sum(), wrt), torch.autograd.grad((ref * probe).sum(), wrt)):
         assert _rel(g, gr) <= 1e-4
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(3, 8, 5, 16), (2, 16, 4, 32), (1, 24, 3, 48)])
+@pytest.mark.parametrize("readout", [None, "linear", "last"])
+def test_wide_path_equals_plain(shape, readout):
+    """The register-blocked kernels (C a multiple of 8, W of 16): rollout and every gradient against the
+    specification, with an odd batch split over threads, a checkpointed segment and rows of one to three blocks."""
+    steps = 7
+    y0, omega, alpha, weight = inputs = _inputs(*shape)
+    weight = (0.3 * weight / shape[1]).detach().requires_grad_()  # keep 24 channels' coupling in tanh's soft range
+    inputs = (y0, omega, alpha, weight)
+    time_weight = (0.1 * torch.randn(num_frequency_bins(steps), steps)).requires_grad_()
+    states = nwm_rollout_plain(*inputs, dt=0.1, steps=steps)
+    ref = states if readout is None else READOUTS[readout](states, time_weight)
+    out = engine.nwm_rollout(*inputs, dt=0.1, steps=steps, readout=readout, time_weight=time_weight, segment=3)
+    assert engine._kernels(False, y0).name == "native"
+    assert _rel(out, ref) <= 1e-5
+    probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    wrt = (*inputs, time_weight) if readout == "linear" else inputs
+    for g, gr in zip(torch.autograd.grad((out * probe).sum(), wrt), torch.autograd.grad((ref * probe).sum(), wrt)):
+        assert _rel(g, gr) <= 1e-4
+
+
+@needs_native
+def test_wide_path_equals_the_mixed_projection():
+    """nwm_mixed (the Multi-MNIST NWM's online head layer) on the wide path, against the einsum of the states."""
+    from twi_core.models.engine import nwm_mixed
+
+    y0, omega, alpha, weight = _inputs(2, 16, 4, 16, seed=2)
+    weight = (0.02 * weight).detach().requires_grad_()
+    mix = (0.1 * torch.randn(5, 6, 16)).requires_grad_()
+    out = nwm_mixed(y0, omega, alpha, weight, mix, dt=0.1, steps=6, segment=4)
+    ref = torch.einsum("ptc,btchw->bhwp", mix, nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=6))
+    assert _rel(out, ref) <= 1e-5
+    wrt = (y0, omega, alpha, weight, mix)
+    for g, gr in zip(torch.autograd.grad(out.square().sum(), wrt), torch.autograd.grad(ref.square().sum(), wrt)):
+        assert _rel(g, gr) <= 1e-4
+
+
+@needs_native
+def test_kernels_flush_denormals_and_restore_the_callers_mode():
+    """A state in the denormal range is flushed inside the kernels (the decaying waves would otherwise run on
+    microcode assists), while the caller's floating-point mode is left as it was."""
+    tiny = torch.full((1, 1, 4, 4), 1e-39)  # a float32 denormal
+    ybuf, zbuf, sbuf = torch.zeros(2, 1, 1, 4, 4), torch.zeros(2, 1, 1, 4, 4), torch.empty(1, 1, 1, 4, 4)
+    ybuf[0] = tiny
+    center = torch.zeros(1, 1, 3, 3)
+    center[0, 0, 1, 1] = 1.0  # s = tanh(y)
+    zero = torch.zeros_like(tiny)
+    _native.forward_segment(ybuf, zbuf, sbuf, zero, zero, center, 0.1, 1)
+    assert float(sbuf.abs().max()) == 0.0 and float(ybuf[1].abs().max()) == 0.0  # read as zero
+    assert float(torch.tensor([1e-30]) * 1e-9) > 0.0  # torch, after the call: denormals as before
 
 
 @needs_native
@@ -149,7 +204,8 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="must be a contiguous float32 CPU tensor"):
         _native.forward_segment(torch.zeros(2, 2, 2, 4, 4), torch.zeros(2, 2, 2, 4, 4), torch.zeros(1, 2, 2, 4, 4), y,
                                 y, torch.zeros(2, 2, 3, 3), 0.1, 1)
-    assert not _native.supports(torch.zeros(1, 5, 8, 8))  # too many channels
+    assert not _native.supports(torch.zeros(1, 5, 8, 8))  # too many channels for the row kernels, not the wide path
+    assert not _native.supports(torch.zeros(1, 72, 8, 16))  # beyond the wide path's 64
     assert not _native.supports(torch.zeros(1, 2, 8, 8, dtype=torch.float64))
     assert not _native.supports(torch.zeros(1, 2, 2, 8))  # rows shorter than the 3x3 stencil
 
