@@ -4,7 +4,8 @@ Each point is one run of :func:`twi_core.runs.obtain` in its own store (resumabl
 curves are the runs' own ``history``. ``--collect`` gathers every finished run of the store into
 ``book/_data/time_to_accuracy.json`` (with the machine), which the Performance appendix draws.
 
-    python benchmarks/time_to_accuracy.py --family nwm --variant linear --recipe fast --lr 3e-3 --store runs/tta
+    python benchmarks/time_to_accuracy.py --family nwm --variant linear --recipe fast --store runs/tta
+    python benchmarks/time_to_accuracy.py --recipe paper --batch-size 4 --store runs/tta   # the constant rate at B = 4
     python benchmarks/time_to_accuracy.py --collect --store runs/tta
 
 ``--smoke`` trains a tiny configuration (CI).
@@ -28,20 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's preset)")
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (16 paper, 4 fast)")
     args = parser.parse_args(argv)
 
     import torch
 
     from twi_core import runs
-    from twi_core.recipes import DEFAULT_LR
     from twi_core.reproduce import train_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.collect:
         return collect(args.store, args.out, setup=args.setup)
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.recipe]
+    lr = args.lr  # None: the recipe's peak rate (twi_core.recipes.DEFAULT_LR)
     if args.smoke:
         config = train_config("tetrominoes", args.family, args.variant, preset="smoke", recipe=args.recipe, lr=lr)
     else:

@@ -143,6 +143,22 @@ def _normalise_variant(family: str, variant: Any) -> Any:
     return variant
 
 
+def _recipe_defaults(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A non-paper recipe brings its own peak rate and batch size (:data:`twi_core.recipes.DEFAULT_LR`,
+    :data:`~twi_core.recipes.DEFAULT_BATCH`) unless they are given; the presets' values are the authors'."""
+    from twi_core import recipes
+
+    name = overrides.get("recipe")
+    if name is None or name == "paper":
+        return overrides
+    recipes.recipe(name)  # ValueError naming the valid recipes
+    filled = dict(overrides)
+    for key, table in (("lr", recipes.DEFAULT_LR), ("batch_size", recipes.DEFAULT_BATCH)):
+        if filled.get(key) is None:
+            filled[key] = table[name]
+    return filled
+
+
 def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, preset: str | None = "book",
                  **overrides: Any) -> TrainConfig:
     """The :class:`~twi_core.train.TrainConfig` of one grid point at a preset.
@@ -157,7 +173,8 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
         The scale (``$TWI_PRESET`` replaces it when set).
     **overrides
         Any key of :data:`RUN_PRESETS` (``epochs``, ``batch_size``, ``lr``, ``n_train``, ``n_val``, ``n_test``,
-        ``steps``, ``head``, ``recipe``, ``budget_minutes``); ``None`` keeps the preset's value.
+        ``steps``, ``head``, ``recipe``, ``budget_minutes``); ``None`` keeps the preset's value, except that a
+        non-paper ``recipe`` brings its own ``lr`` and ``batch_size`` when they are not given.
 
     Raises
     ------
@@ -169,6 +186,9 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
     >>> cfg = train_config("tetrominoes", "cnn", "2", seed=1, preset="smoke")
     >>> cfg.model["depth"], cfg.epochs, cfg.n_train
     (2, 1, 16)
+    >>> fast = train_config("tetrominoes", "nwm", "linear", recipe="fast")
+    >>> fast.recipe, fast.batch_size, fast.lr
+    ('fast', 4, 0.001)
     """
     from twi_core.models import paper_config
     from twi_core.train import TrainConfig
@@ -176,6 +196,7 @@ def train_config(dataset: str, family: str, variant: Any, *, seed: int = 0, pres
     if "seeds" in overrides:
         raise ValueError("'seeds' is a grid setting; pass seed=... for one run")
     _check_preset(preset)
+    overrides = _recipe_defaults(overrides)
     settings = presets.resolve(RUN_PRESETS, preset, **overrides)
     variant = _normalise_variant(family, variant)
     model = dict(paper_config(dataset, family, variant))
