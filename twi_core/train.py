@@ -4,8 +4,8 @@ Protocol (the authors' ``trainer.py``; ``recipe="paper"``): Adam (lr 1e-3, defau
 training batches with ``drop_last=True``, validation after every epoch, and the checkpoint kept whenever the validation
 loss beats the best so far by more than an *absolute* 0.001 (:data:`BEST_TOLERANCE`); that checkpoint is evaluated on the
 test split at the end. No schedule, clipping, augmentation or early stopping (the authors' patience exceeds their epochs).
-``recipe="fast"`` (:mod:`twi_core.recipes`) adds a warm-up, a cosine decay and gradient clipping and changes nothing
-else; ``budget_minutes`` ends training when the wall-clock budget is spent (the schedule then follows the budget), so
+``recipe="fast"`` (:mod:`twi_core.recipes`, at its batch size 4) adds a warm-up, a late cosine decay and gradient
+clipping and changes nothing else; ``budget_minutes`` ends training when the wall-clock budget is spent (the schedule then follows the budget), so
 a budgeted run depends on the machine's speed and is not bit-reproducible; ``result.json`` records the images seen.
 
 :func:`fit` writes, in one run folder:
