@@ -64,13 +64,15 @@ def test_kernel_choice():
 @pytest.mark.parametrize("readout", [None, "linear", "fft", "max", "last", "mean"])
 def test_native_equals_plain(shape, readout):
     """Non-square, odd batch (uneven split over threads), 1-4 channels, every readout, against the specification."""
-    steps = 9
-    y0, omega, alpha, weight = inputs = _inputs(*shape)
+    _assert_equals_plain(_inputs(*shape), readout, steps=9, segment=4)
+
+
+def _assert_equals_plain(inputs, readout, *, steps: int, segment: int) -> None:
+    """The engine's rollout (through whatever kernels it picks) against the specification, value and every gradient."""
     time_weight = (0.1 * torch.randn(num_frequency_bins(steps), steps)).requires_grad_()
-    states = nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=steps)
+    states = nwm_rollout_plain(*inputs, dt=0.1, steps=steps)
     ref = states if readout is None else READOUTS[readout](states, time_weight)
-    out = engine.nwm_rollout(y0, omega, alpha, weight, dt=0.1, steps=steps, readout=readout, time_weight=time_weight,
-                             segment=4)
+    out = engine.nwm_rollout(*inputs, dt=0.1, steps=steps, readout=readout, time_weight=time_weight, segment=segment)
     assert _rel(out, ref) <= 1e-5
     probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
     wrt = (*inputs, time_weight) if readout == "linear" else inputs
@@ -84,20 +86,10 @@ def test_native_equals_plain(shape, readout):
 def test_wide_path_equals_plain(shape, readout):
     """The register-blocked kernels (C a multiple of 8, W of 16): rollout and every gradient against the
     specification, with an odd batch split over threads, a checkpointed segment and rows of one to three blocks."""
-    steps = 7
-    y0, omega, alpha, weight = inputs = _inputs(*shape)
+    y0, omega, alpha, weight = _inputs(*shape)
     weight = (0.3 * weight / shape[1]).detach().requires_grad_()  # keep 24 channels' coupling in tanh's soft range
-    inputs = (y0, omega, alpha, weight)
-    time_weight = (0.1 * torch.randn(num_frequency_bins(steps), steps)).requires_grad_()
-    states = nwm_rollout_plain(*inputs, dt=0.1, steps=steps)
-    ref = states if readout is None else READOUTS[readout](states, time_weight)
-    out = engine.nwm_rollout(*inputs, dt=0.1, steps=steps, readout=readout, time_weight=time_weight, segment=3)
     assert engine._kernels(False, y0).name == "native"
-    assert _rel(out, ref) <= 1e-5
-    probe = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
-    wrt = (*inputs, time_weight) if readout == "linear" else inputs
-    for g, gr in zip(torch.autograd.grad((out * probe).sum(), wrt), torch.autograd.grad((ref * probe).sum(), wrt)):
-        assert _rel(g, gr) <= 1e-4
+    _assert_equals_plain((y0, omega, alpha, weight), readout, steps=7, segment=3)
 
 
 @needs_native

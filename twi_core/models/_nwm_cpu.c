@@ -299,27 +299,9 @@ static int nwm_forward(float *ybuf, float *zbuf, float *sbuf, const float *omega
                        const float *weight, float *scratch, int n, int B, int C, int H, int W, float dt, int b0, int b1) {
     if (C < 1 || C > TWI_MAX_C || H < 3 || W < 3 || W > 4096) return -1;
     const ptrdiff_t hw = (ptrdiff_t)H * W, img = C * hw, slot = (ptrdiff_t)B * img;
-    if (wide(C, W)) {
-        float *P = scratch + img, *rows = P + (ptrdiff_t)C * (H + 2) * (W + 2), *k = rows + (ptrdiff_t)C * W;
-        arrange_kernel(k, weight, C, 0);
-        for (int b = b0; b < b1; ++b) {
-            const float *om = omega + b * img, *al = alpha + b * img;
-            for (int t = 0; t < n; ++t) {
-                const float *y = ybuf + t * slot + b * img, *z = zbuf + t * slot + b * img;
-                float *yn = ybuf + (t + 1) * slot + b * img, *zn = zbuf + (t + 1) * slot + b * img;
-                float *s = sbuf + t * slot + b * img;
-                pad_periodic(P, y, C, H, W);
-                for (int h = 0; h < H; ++h) {
-                    conv_row_wide(rows, P, k, C, H, W, h);
-                    for (int o = 0; o < C; ++o) {
-                        const ptrdiff_t p = o * hw + h * W;
-                        step_row(rows + o * W, y + p, z + p, om + p, al + p, s + p, yn + p, zn + p, dt, W);
-                    }
-                }
-            }
-        }
-        return 0;
-    }
+    const int blocked = wide(C, W);
+    float *P = scratch + img, *rowbuf = P + (ptrdiff_t)C * (H + 2) * (W + 2), *k = rowbuf + (ptrdiff_t)C * W;
+    if (blocked) arrange_kernel(k, weight, C, 0);
     float acc[4096];
     for (int b = b0; b < b1; ++b) {
         const float *om = omega + b * img, *al = alpha + b * img;
@@ -327,6 +309,17 @@ static int nwm_forward(float *ybuf, float *zbuf, float *sbuf, const float *omega
             const float *y = ybuf + t * slot + b * img, *z = zbuf + t * slot + b * img;
             float *yn = ybuf + (t + 1) * slot + b * img, *zn = zbuf + (t + 1) * slot + b * img;
             float *s = sbuf + t * slot + b * img;
+            if (blocked) { /* the wide path: every output channel of a row at once, from the haloed state */
+                pad_periodic(P, y, C, H, W);
+                for (int h = 0; h < H; ++h) {
+                    conv_row_wide(rowbuf, P, k, C, H, W, h);
+                    for (int o = 0; o < C; ++o) {
+                        const ptrdiff_t p = o * hw + h * W;
+                        step_row(rowbuf + o * W, y + p, z + p, om + p, al + p, s + p, yn + p, zn + p, dt, W);
+                    }
+                }
+                continue;
+            }
             for (int o = 0; o < C; ++o) {
                 for (int h = 0; h < H; ++h) {
                     const int rows[3] = {(h + H - 1) % H, h, (h + 1) % H};
