@@ -147,7 +147,10 @@ def figure(data: dict[str, Any], *, threshold: float = 0.8):
     # one colour per recipe setting across all rows (the authors' protocol first)
     settings = sorted({(not _is_authors(c), c["recipe"] != "paper", c["lr"], -c.get("batch_size", 16))
                        for c in data["curves"]})
-    for curve in data["curves"]:
+    def order(curve):
+        return (not _is_authors(curve), curve["recipe"] != "paper", curve["lr"], -curve.get("batch_size", 16))
+
+    for curve in sorted(data["curves"], key=order):  # legends in one order: the authors' protocol first
         row = axes[models.index(_label(curve))]
         hist = curve["history"]
         key = (not _is_authors(curve), curve["recipe"] != "paper", curve["lr"], -curve.get("batch_size", 16))
