@@ -260,7 +260,7 @@ def load_horizons(path) -> dict[str, Any] | None:
     return load(path)
 
 
-def seed_spread(s: presets.Settings, *, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[int, float]:
+def seed_spread(s: presets.Settings, *, seeds: tuple[int, ...] = (0, 1, 2, 3, 4)) -> dict[int, float]:
     """Test FG-IoU of the shipped runs of this page's configuration for ``seeds`` (those the store holds)."""
     from twi_core import store
 

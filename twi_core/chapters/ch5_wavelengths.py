@@ -7,8 +7,9 @@ Three parts, each a few calls from the notebook:
 2. :func:`figure10`: the NWM trained on Polygons in chapter 2 (the same run, through
    :func:`twi_core.chapters.ch2_polygons.polygon_config` and the run store) is re-loaded at every epoch checkpoint; its
    hidden states on a fixed set of validation images give the distribution of wavelengths and the share of locations
-   above the 1.5 px threshold, paired with the validation loss at the same checkpoint. Extra seeds (shorter schedules at
-   the ``book`` preset, stated on the page) give the spread of the correlation.
+   above the 1.5 px threshold, paired with the validation loss at the same checkpoint. Extra seeds (four at the ``book``
+   preset on seed 0's schedule, one on a shorter schedule at ``smoke``; stated on the page) give the spread of the
+   correlation.
 3. :func:`separability_table`: space–time separability and the travelling index
    (:mod:`twi_core.analysis.separability`) of the hidden states of trained NWMs, a trained Conv-LSTM, and untrained
    NWMs, reusing chapters 2 and 3's runs.
