@@ -525,7 +525,9 @@ def test_horizon_sweep_table_figure_and_summary():
               for steps, dt, iou in ((100, 0.05, 0.1), (100, 0.2, 0.3), (500, 0.1, 0.7))]
     table = ch2.horizon_table({"points": points})
     assert table["T·Δt"].tolist() == [5.0, 20.0, 50.0]
-    assert table["is"].tolist() == ["", "T and Δt of the stored runs", "the paper's steps, at Δt = 0.1"]
+    book = (ch2.TABLE["book"]["steps"], ch2.TABLE["book"]["dt"])
+    assert book == (500, 0.1)  # the stored runs keep the paper's horizon (issue 18)
+    assert table["is"].tolist() == ["", "", "the paper's steps, at Δt = 0.1; T and Δt of the stored runs"]
     assert table["minutes"].tolist() == [1.0, 1.0, 5.0]
     fig = ch2.horizon_figure({"points": points})
     assert len(fig.axes[0].get_lines()) == 3 and len(fig.axes[1].get_lines()) == 3

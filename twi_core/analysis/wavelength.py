@@ -76,7 +76,7 @@ A plane wave of wavelength 8 px travelling along x is read back exactly:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ from twi_core._arrays import as_numpy
 from scipy.signal import hilbert
 
 __all__ = ["SCHEMES", "EXACT_SCHEMES", "PAPER_SCHEME", "analytic_signal", "fraction_above", "instantaneous_phase", "phase_gradient", "plane_wave",
-           "resolution_floor", "standing_wave", "wavelength_field", "wavelength_histogram"]
+           "resolution_floor", "standing_wave", "wavelength_field", "wavelength_fields", "wavelength_histogram"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -254,22 +254,28 @@ def phase_gradient(z, *, scheme: str = "forward", periodic: bool = True) -> tupl
 # Wavelength field and summaries
 # ----------------------------------------------------------------------------------------------------------------------
 
-def wavelength_field(x, *, time_axis: int = 1, scheme: str = "forward", periodic: bool = True, trim: float = 0.0,
-                     min_amplitude: float = 1e-6) -> np.ndarray:
-    r"""Instantaneous wavelength :math:`\lambda = 2\pi/|\nabla\varphi|` (pixels) at every location and time.
+def wavelength_fields(x, *, schemes: Sequence[str], time_axis: int = 1, periodic: bool = True, trim: float = 0.0,
+                      time_stride: int = 1, min_amplitude: float = 1e-6) -> dict[str, np.ndarray]:
+    r"""Instantaneous wavelength :math:`\lambda = 2\pi/|\nabla\varphi|` (pixels) by several difference schemes at once.
+
+    The analytic signal (the costly part on long rollouts) is computed once and shared by the schemes.
 
     Parameters
     ----------
     x : torch.Tensor or numpy.ndarray, real, shape ``(..., T, ..., H, W)``
         Traces; the package's hidden-state layout ``(B, T, C, H, W)`` has ``time_axis=1``.
+    schemes : sequence of {"forward", "centred", "wrapped"}
+        Difference schemes of the phase gradient (module notes: the 1.5 px threshold needs ``"forward"``).
     time_axis : int
         The time axis.
-    scheme : {"forward", "centred", "wrapped"}
-        Difference scheme of the phase gradient (module notes: the 1.5 px threshold needs ``"forward"``).
     periodic : bool
         Treat the two spatial axes as periodic (True for NWM states, whose convolutions pad circularly).
     trim : float in [0, 0.5)
         Fraction of the steps dropped at *each* end of the time axis after the Hilbert transform (edge effects).
+    time_stride : int >= 1
+        Keep every ``time_stride``-th of the remaining steps. The Hilbert transform still sees the whole trace, so
+        each kept step's phase is exactly the one without a stride; only fewer steps are summarised (a uniform
+        subsample in time, which long rollouts such as the Polygons NWM's 500 steps can afford).
     min_amplitude : float
         Locations whose analytic-signal amplitude, or that of a neighbour used in a difference, is at most
         ``min_amplitude`` times the largest amplitude in the same spatial snapshot (same time, image and channel)
@@ -277,17 +283,31 @@ def wavelength_field(x, *, time_axis: int = 1, scheme: str = "forward", periodic
 
     Returns
     -------
-    numpy.ndarray, float64, the shape of ``x`` with the time axis shortened by ``trim``
-        ``inf`` where the phase gradient vanishes, ``nan`` where the amplitude does.
+    dict
+        ``{scheme: float64 array}``, each the shape of ``x`` with the time axis shortened by ``trim`` and
+        ``time_stride``; ``inf`` where the phase gradient vanishes, ``nan`` where the amplitude does.
 
     Raises
     ------
     TypeError, ValueError
-        Bad array, axis, scheme, or a ``trim`` outside [0, 0.5) that would leave no step.
+        Bad array, axis, scheme, stride, or a ``trim`` outside [0, 0.5) that would leave no step.
+
+    Examples
+    --------
+    >>> x = plane_wave(size=(16, 16), steps=60, wavelength=8.0, period=12.0)          # (T, H, W)
+    >>> lam = wavelength_fields(x, schemes=("forward", "wrapped"), time_axis=0, trim=0.1, time_stride=4)
+    >>> sorted(lam), lam["forward"].shape
+    (['forward', 'wrapped'], (12, 16, 16))
+    >>> bool(np.allclose(lam["forward"], wavelength_field(x, time_axis=0, trim=0.1)[::4]))
+    True
     """
-    scheme = _check_scheme(scheme)
+    if isinstance(schemes, str) or not len(schemes):
+        raise ValueError(f"schemes must be a non-empty sequence of scheme names, e.g. ('forward',); got {schemes!r}")
+    schemes = [_check_scheme(k) for k in schemes]
     if not isinstance(trim, (int, float)) or isinstance(trim, bool) or not 0.0 <= trim < 0.5:
         raise ValueError(f"trim must be a fraction in [0, 0.5); got {trim!r}")
+    if not isinstance(time_stride, (int, np.integer)) or isinstance(time_stride, bool) or time_stride < 1:
+        raise ValueError(f"time_stride must be an int >= 1; got {time_stride!r}")
     if not isinstance(min_amplitude, (int, float)) or isinstance(min_amplitude, bool) or min_amplitude < 0:
         raise ValueError(f"min_amplitude must be a non-negative number; got {min_amplitude!r}")
     z = analytic_signal(x, time_axis=time_axis)
@@ -296,17 +316,35 @@ def wavelength_field(x, *, time_axis: int = 1, scheme: str = "forward", periodic
     cut = int(round(trim * steps))
     if steps - 2 * cut < 1:
         raise ValueError(f"trim={trim} leaves no step of {steps}")
-    z = np.take(z, np.arange(cut, steps - cut), axis=axis)
+    z = np.take(z, np.arange(cut, steps - cut, int(time_stride)), axis=axis)
     if min_amplitude > 0:
         # an undefined phase makes every difference that uses it undefined: nan propagates through the scheme
         amp = np.abs(z)
         peak = amp.max(axis=(-2, -1), keepdims=True)
         z = np.where(amp <= min_amplitude * np.where(peak > 0, peak, 1.0), np.nan + 0j, z)
-    d_row, d_col = phase_gradient(z, scheme=scheme, periodic=periodic)
-    norm = np.hypot(d_row, d_col)
-    positive = norm > 0                                                   # False for nan and for zero
-    lam = np.where(positive, 2.0 * np.pi / np.where(positive, norm, 1.0), np.inf)
-    return np.where(np.isnan(norm), np.nan, lam)
+    out = {}
+    for scheme in dict.fromkeys(schemes):
+        d_row, d_col = phase_gradient(z, scheme=scheme, periodic=periodic)
+        norm = np.hypot(d_row, d_col)
+        positive = norm > 0                                               # False for nan and for zero
+        lam = np.where(positive, 2.0 * np.pi / np.where(positive, norm, 1.0), np.inf)
+        out[scheme] = np.where(np.isnan(norm), np.nan, lam)
+    return out
+
+
+def wavelength_field(x, *, time_axis: int = 1, scheme: str = "forward", periodic: bool = True, trim: float = 0.0,
+                     time_stride: int = 1, min_amplitude: float = 1e-6) -> np.ndarray:
+    r"""Instantaneous wavelength :math:`\lambda = 2\pi/|\nabla\varphi|` (pixels) at every location and time.
+
+    One scheme of :func:`wavelength_fields` (same parameters, ``scheme`` one of its ``schemes``).
+
+    Returns
+    -------
+    numpy.ndarray, float64, the shape of ``x`` with the time axis shortened by ``trim`` (and ``time_stride``)
+        ``inf`` where the phase gradient vanishes, ``nan`` where the amplitude does.
+    """
+    return wavelength_fields(x, schemes=(scheme,), time_axis=time_axis, periodic=periodic, trim=trim,
+                             time_stride=time_stride, min_amplitude=min_amplitude)[_check_scheme(scheme)]
 
 
 def fraction_above(wavelengths, threshold: float = 1.5, *, axis=None) -> np.ndarray | float:

@@ -5,18 +5,16 @@ on black by the number of sides. This module holds the chapter's scale table and
 training goes through :func:`twi_core.runs.obtain`, so the run is cached by configuration and chapter 5 reuses it
 (:func:`polygon_config` is the one definition both chapters ask for).
 
-Configuration at the ``book`` preset, and why (the page states it too): the paper runs T = 500 steps of Δt = 0.1
-(50 time units) and reads 250 Fourier bins. The cost of a training step grows with T (the recurrence and its adjoint)
-and with the number of bins (the head's first layer), so the CPU book uses T = 100 steps of Δt = 0.2: 20 time units,
-enough for a wave at the initial speed (about one pixel per time unit, the Laplacian coupling) to cross a polygon's
-radius of 15–20 pixels, with K = T // 2 + 1 = 51 bins. Δt = 0.2 keeps the symplectic-Euler step stable for natural
-frequencies ω up to 92 (Δt²(8 + ω) ≤ 4; :func:`twi_core.models.nwm.max_stable_dt`). The ``paper`` preset is the
-paper's configuration (:func:`twi_core.models.paper_config`: T = 500, Δt = 0.1).
+Configuration at the ``book`` preset, and why (the page states it too): the paper runs the polygon NWM for T = 500
+steps and reads 250 Fourier bins; it does not print the step size, and Δt = 0.1 is its value on every other dataset and
+:func:`twi_core.models.paper_config`'s. The book keeps that horizon, T = 500 steps of Δt = 0.1 (50 time units, with
+K = T // 2 + 1 = 251 bins), and cuts the images instead: 5 epochs of 1,200 training images, far from the paper's
+300 epochs of 10,000, and the page says so. Chapter 2's horizon sweep (``benchmarks/polygon_horizons.py``) shows how
+much T·Δt matters at a small scale; the ``paper`` preset is the paper's protocol.
 
-Budget (chapter 2 about 5 minutes on the 2-core CPU). Measured on the idle build machine (2 threads, batch 16, one
-training step of this model: 2.3 s; the Tetrominoes NWM-linear step: 1.95 s), 4 epochs of 400 images (1,600 images,
-100 steps) train in about 4 minutes; validation on 100 images per epoch, test, the spectra and the figures bring the
-chapter to about 5. That is far from convergence (the paper: 300 epochs of 10,000 images), and the page says so.
+Cost (measured on the 2-core AVX-512 development machine, one torch thread, batch 16): a training step at T = 500 takes
+4.1 s alone and about 5.3 s with a second run on the other core, so one stored run is about 35 minutes; the build loads
+the five stored seeds and trains nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +43,8 @@ SPECTRA_DATASET = "polygons_single"
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"steps": 12, "dt": 0.2, "epochs": 1, "batch_size": 16, "n_train": 32, "n_val": 16, "n_test": 16,
               "seed": 0, "n_spectra": 16, "gif_stride": 1, "n_segment": 3},
-    "book": {"steps": 100, "dt": 0.2, "epochs": 5, "batch_size": 16, "n_train": 1200, "n_val": 100, "n_test": 100,
-             "seed": 0, "n_spectra": 100, "gif_stride": 2, "n_segment": 4},
+    "book": {"steps": 500, "dt": 0.1, "epochs": 5, "batch_size": 16, "n_train": 1200, "n_val": 100, "n_test": 100,
+             "seed": 0, "n_spectra": 100, "gif_stride": 10, "n_segment": 4},
     "paper": {"steps": 500, "dt": 0.1, "epochs": 300, "batch_size": 64, "n_train": None, "n_val": None,
               "n_test": None, "seed": 0, "n_spectra": 1000, "gif_stride": 5, "n_segment": 4},
 }
@@ -321,10 +319,12 @@ def horizon_table(data: dict[str, Any]) -> pd.DataFrame:
 
     Examples
     --------
-    >>> data = {"points": [{"steps": 100, "dt": 0.2, "n_train": 400, "epochs": 3, "seed": 0, "wall_time_s": 120.0,
+    >>> data = {"points": [{"steps": 500, "dt": 0.1, "n_train": 400, "epochs": 3, "seed": 0, "wall_time_s": 480.0,
     ...                     "test_fg_iou": 0.4, "history": [{"val_fg_iou": 0.3}, {"val_fg_iou": 0.45}]}]}
     >>> horizon_table(data)[["T", "T·Δt", "is", "best val FG-IoU", "test FG-IoU"]].to_dict("records")
-    [{'T': 100, 'T·Δt': 20.0, 'is': 'T and Δt of the stored runs', 'best val FG-IoU': 0.45, 'test FG-IoU': 0.4}]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'T': 500, 'T·Δt': 50.0, 'is': "the paper's steps, at Δt = 0.1; T and Δt of the stored runs",
+      'best val FG-IoU': 0.45, 'test FG-IoU': 0.4}]
     """
     rows = []
     for p in data["points"]:
