@@ -34,12 +34,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "compare", "above", "correlation", "welch_interval",
-           "mean_std_text", "seeds_text"]
+__all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "COLUMNS", "compare", "above", "correlation", "claims_table",
+           "welch_interval", "mean_std_text", "seeds_text"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 NOT_TESTABLE = "not testable at this scale"
+#: The columns of :func:`claims_table`, the check tables the pages print.
+COLUMNS = ["claim", "ours", "other", "difference", "95% low", "95% high", "seeds", "chance", "verdict", "reason",
+           "holds"]
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
@@ -127,6 +130,26 @@ def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confiden
     if diff - half > 0:
         return {**out, "verdict": HOLDS, "reason": f"the {confidence:.0%} interval lies above the level"}
     return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {confidence:.0%} interval reaches the level"}
+
+
+def claims_table(checks: Sequence[tuple[str, dict]]):
+    """``[(claim, result of compare or above)]`` as the pages' check table (:data:`COLUMNS`, one row per claim).
+
+    ``holds`` is a bool column kept for older callers (True only for the verdict ``holds``).
+
+    Examples
+    --------
+    >>> t = claims_table([("A beats B", compare([0.9, 0.92, 0.91], [0.4, 0.45, 0.38], chance=0.0))])
+    >>> t.loc[0, ["seeds", "verdict"]].tolist()
+    ['3 vs 3', 'holds']
+    """
+    import pandas as pd
+
+    rows = [{"claim": claim, "ours": c["ours_mean"], "other": c["other_mean"], "difference": c["difference"],
+             "95% low": c["low"], "95% high": c["high"], "seeds": f"{c['n_ours']} vs {c['n_other']}",
+             "chance": c["chance"], "verdict": c["verdict"], "reason": c["reason"], "holds": c["verdict"] == HOLDS}
+            for claim, c in checks]
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

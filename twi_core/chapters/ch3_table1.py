@@ -379,12 +379,7 @@ def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping
             continue
         checks.append((f"NWM-linear beats {name} on FG-IoU",
                        _claims.compare(nwm, other, chance=chance["all_background"], min_seeds=min_seeds)))
-    rows = [{"claim": claim, "ours": c["ours_mean"], "other": c["other_mean"], "difference": c["difference"],
-             "95% low": c["low"], "95% high": c["high"], "seeds": f"{c['n_ours']} vs {c['n_other']}",
-             "chance": c["chance"], "verdict": c["verdict"], "reason": c["reason"],
-             "holds": c["verdict"] == _claims.HOLDS} for claim, c in checks]
-    return pd.DataFrame(rows, columns=["claim", "ours", "other", "difference", "95% low", "95% high", "seeds",
-                                       "chance", "verdict", "reason", "holds"])
+    return _claims.claims_table(checks)
 
 
 def claims_by_dataset(table: pd.DataFrame, points: Sequence[Mapping[str, Any]], *, min_seeds: int = 3

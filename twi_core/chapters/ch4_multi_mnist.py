@@ -34,7 +34,8 @@ from twi_core.analysis import receptive_field as rf
 from twi_core.analysis.claims import seeds_text
 from twi_core.store import STORE_MNIST_SOURCE
 
-__all__ = ["TABLE", "DATASET", "Table2Runs", "settings", "describe", "live_points", "train_all", "comparison_table",
+__all__ = ["TABLE", "DATASET", "BEATEN_WIDTHS", "Table2Runs", "settings", "describe", "mnist_source", "live_points",
+           "train_all", "comparison_table", "chance", "claims", "table_caption",
            "gallery", "cnn_probe", "digit_pixel", "paper_parameters", "receptive_fields"]
 
 DATASET = "multi_mnist"
@@ -79,6 +80,12 @@ def describe(s: presets.Settings) -> str:
             f"The paper: 10,000 images, 300 epochs, 12 seeds. Numbers at this scale are not a reproduction.")
 
 
+def mnist_source(s: presets.Settings) -> str | None:
+    """The MNIST source of the page's runs: the shipped runs' digits (:data:`twi_core.store.STORE_MNIST_SOURCE`) below
+    the ``paper`` preset, so a machine with the full MNIST cached still loads them; None (``auto``) at ``paper``."""
+    return None if s.preset == "paper" else STORE_MNIST_SOURCE
+
+
 def live_points(s: presets.Settings) -> list[dict[str, Any]]:
     """Every run of the chapter: dicts with ``family, variant, seed, config`` (NWM-linear first, then U-Nets)."""
     from twi_core.reproduce import RUN_PRESETS, train_config
@@ -90,8 +97,8 @@ def live_points(s: presets.Settings) -> list[dict[str, Any]]:
     for family, variant in rows:
         for seed in range(s.seeds):
             config = train_config(DATASET, family, variant, seed=seed, preset=s.preset, **overrides)
-            if s.preset != "paper":  # the digits of the shipped runs, whatever this machine has cached
-                config = dataclasses.replace(config, data_source=STORE_MNIST_SOURCE)
+            if mnist_source(s) is not None:  # the digits of the shipped runs, whatever this machine has cached
+                config = dataclasses.replace(config, data_source=mnist_source(s))
             points.append({"family": family, "variant": str(variant), "seed": seed, "config": config})
     return points
 
@@ -157,6 +164,85 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def chance(s: presets.Settings) -> dict[str, float]:
+    """Test FG-IoU of the two predictors that learned nothing (:func:`twi_core.chapters.ch3_table1.chance_levels`) on
+    the page's test images."""
+    from twi_core.chapters.ch3_table1 import chance_levels
+
+    return chance_levels(DATASET, n=s.n_test, source=mnist_source(s))
+
+
+#: The paper's Table 2 claims the page checks: the NWM beats the U-Nets of these widths (it "comes close" to 4 and 5).
+BEATEN_WIDTHS = (2, 3)
+
+
+def claims(table: pd.DataFrame, levels: dict[str, float], *, min_seeds: int = 3) -> pd.DataFrame:
+    """The paper's Table 2 claims on the runs' test FG-IoU over seeds (:mod:`twi_core.analysis.claims`).
+
+    Rows: the NWM-linear lies above the uniform-class chance level; it beats U-Nets of widths :data:`BEATEN_WIDTHS`.
+    Each has both means, the difference with its 95 % interval, the seeds per side, the chance level and a verdict
+    (``holds``, ``does not hold``, ``not testable at this scale`` with the reason).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"family": ["nwm", "unet", "unet"], "variant": ["linear", "2", "3"], "seed": [0, 0, 0],
+    ...                   "status": "complete", "fg_iou": [0.2, 0.1, 0.3]})
+    >>> claims(t, {"all_background": 0.0, "uniform_class": 0.1})["verdict"].tolist()  # one seed each
+    ['not testable at this scale', 'not testable at this scale', 'not testable at this scale']
+    """
+    from twi_core.analysis import claims as _claims
+
+    ok = table[table["status"] == "complete"]
+
+    def values(family: str, variant: Any) -> list[float]:
+        rows = ok[(ok["family"] == family) & (ok["variant"].astype(str) == str(variant))]
+        return pd.to_numeric(rows["fg_iou"], errors="coerce").dropna().tolist()
+
+    nwm = values("nwm", "linear")
+    checks = [("NWM-linear lies above the uniform-class chance level",
+               _claims.above(nwm, levels["uniform_class"], min_seeds=min_seeds))]
+    checks += [(f"NWM-linear beats U-Net {w}c on FG-IoU",
+                _claims.compare(nwm, values("unet", w), chance=levels["all_background"], min_seeds=min_seeds))
+               for w in BEATEN_WIDTHS if values("unet", w)]
+    return _claims.claims_table(checks)
+
+
+def table_caption(s: presets.Settings, table: pd.DataFrame, levels: dict[str, float]) -> str:
+    """The Table 2 caption, computed from the runs: the scale, each model's test FG-IoU against the chance levels.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"family": ["nwm", "unet"], "variant": ["linear", "5"], "seed": [0, 0],
+    ...                   "status": "complete", "fg_iou": [0.09, 0.42]})
+    >>> with presets.pinned("book"):
+    ...     s = settings("book")
+    >>> print(table_caption(s, t, {"all_background": 0.0, "uniform_class": 0.1}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    *Table 2 (preset `book`).* Test scores beside the paper's Table 2. Every model here saw 3,000
+    training images (1,500 × 2 epochs; the paper: 3,000,000). Chance levels on these test images: FG-IoU 0.00 for
+    background everywhere, 0.10 for the true foreground with a uniformly guessed digit. Above the uniform guess:
+    U-Net 5c (0.42). At or below it: NWM (linear) (0.09).
+    """
+    if s.preset == "paper":
+        return "*Table 2 (preset `paper`).* Test scores of the paper's protocol beside the paper's Table 2."
+    ok = table[table["status"] == "complete"]
+    means = {(_TITLES.get(f, f) + (f" {v}c" if f == "unet" else f" ({v})")): float(g["fg_iou"].mean())
+             for (f, v), g in ok.groupby(["family", "variant"], sort=False)}
+    level = levels["uniform_class"]
+    above = [f"{k} ({v:.2f})" for k, v in means.items() if v > level]
+    below = [f"{k} ({v:.2f})" for k, v in means.items() if v <= level]
+    seen = s.n_train * s.epochs
+    text = (f"*Table 2 (preset `{s.preset}`).* Test scores beside the paper's Table 2. Every model here "
+            f"saw {seen:,} training images ({s.n_train:,} × {s.epochs} epochs; the paper: 3,000,000). Chance levels "
+            f"on these test images: FG-IoU {levels['all_background']:.2f} for background everywhere, {level:.2f} for "
+            "the true foreground with a uniformly guessed digit.")
+    if above:
+        text += " Above the uniform guess: " + ", ".join(above) + "."
+    if below:
+        text += " At or below it: " + ", ".join(below) + "."
+    return text
+
+
 @torch.no_grad()
 def gallery(model: torch.nn.Module, s: presets.Settings, *, split: str = "val") -> dict[str, Any]:
     """The first ``n_gallery`` images of ``split`` through a recurrent model.
@@ -168,7 +254,7 @@ def gallery(model: torch.nn.Module, s: presets.Settings, *, split: str = "val") 
     """
     from twi_core import data
 
-    ds = data.load(DATASET, split, n=s.n_gallery)
+    ds = data.load(DATASET, split, n=s.n_gallery, source=mnist_source(s))
     model.eval()
     logits, states = model(ds.images, return_states=True)
     return {"images": ds.images, "masks": ds.masks, "predictions": logits.argmax(1), "states": states,
