@@ -153,3 +153,28 @@ def test_the_papers_estimator_has_its_peak_at_1_px_on_wrap_lines_only(wavelength
     np.testing.assert_allclose(paper[on_wrap], 2 * np.pi / (2 * np.pi - 2 * np.pi / wavelength), rtol=1e-9)
     np.testing.assert_allclose(paper[~on_wrap], exact[~on_wrap], rtol=1e-9)
     assert wl.fraction_above(paper, 1.5) == pytest.approx(1 - 1 / wavelength, abs=0.02)
+
+
+@pytest.mark.parametrize("steps", [64, 65])
+def test_analytic_signal_equals_scipy_hilbert(steps):
+    """The two-real-FFT analytic signal is scipy.signal.hilbert's (even and odd lengths: the Nyquist bin)."""
+    from scipy.signal import hilbert
+
+    x = np.random.default_rng(steps).standard_normal((3, steps, 2, 5, 6))
+    ours = wl.analytic_signal(x, time_axis=1)
+    theirs = hilbert(x - x.mean(axis=1, keepdims=True), axis=1)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_time_stride_keeps_the_phases_of_the_full_trace():
+    x = wl.plane_wave(size=(16, 16), steps=50, wavelength=6.0, period=10.0)
+    full = wl.wavelength_field(x, time_axis=0, trim=0.1)
+    np.testing.assert_array_equal(wl.wavelength_field(x, time_axis=0, trim=0.1, time_stride=3), full[::3])
+    both = wl.wavelength_fields(x, schemes=("forward", "wrapped", "forward"), time_axis=0, trim=0.1)
+    assert list(both) == ["forward", "wrapped"]
+    np.testing.assert_array_equal(both["forward"], full)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="time_stride"):
+            wl.wavelength_field(x, time_axis=0, time_stride=bad)
+    with pytest.raises(ValueError, match="schemes"):
+        wl.wavelength_fields(x, schemes="forward", time_axis=0)

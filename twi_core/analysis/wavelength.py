@@ -10,8 +10,10 @@ Method (what :func:`wavelength_field` computes)
    of the complex plane and bends its angle; removing it is the minimum the generalized-phase literature asks for.
    (Scaling a trace by a positive constant does not change its phase, so z-scoring over time would give the same
    result.)
-2. **Analytic signal** along time, :math:`z = x + i\,\mathcal{H}[x]`, with :func:`scipy.signal.hilbert` (one-sided FFT,
-   Marple 1999). The phase is :math:`\varphi = \arg z`.
+2. **Analytic signal** along time, :math:`z = x + i\,\mathcal{H}[x]`, the one-sided-spectrum construction of
+   :func:`scipy.signal.hilbert` (Marple 1999). Its real part is the trace itself, so only :math:`\mathcal{H}[x]` is
+   computed, by two real FFTs: multiply the spectrum by :math:`-i\,\mathrm{sign}(k)` with the DC and Nyquist bins
+   zeroed (equal to ``scipy.signal.hilbert`` to rounding; tested). The phase is :math:`\varphi = \arg z`.
 3. **Spatial phase gradient** by complex multiplication, which never needs phase unwrapping:
 
    - ``"forward"`` (default): :math:`\partial_x \varphi(i) \approx \arg\big(z_{i+1}\,\bar z_{i}\big)`, one pixel apart.
@@ -81,7 +83,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from twi_core._arrays import as_numpy
-from scipy.signal import hilbert
+from scipy import fft as sp_fft
 
 __all__ = ["SCHEMES", "EXACT_SCHEMES", "PAPER_SCHEME", "analytic_signal", "fraction_above", "instantaneous_phase", "phase_gradient", "plane_wave",
            "resolution_floor", "standing_wave", "wavelength_field", "wavelength_fields", "wavelength_histogram"]
@@ -134,12 +136,26 @@ def analytic_signal(x, *, time_axis: int = 1) -> np.ndarray:
     TypeError, ValueError
         Not an array; fewer than 3 dimensions; ``time_axis`` pointing at a spatial axis.
     """
+    centred, quadrature, _ = _analytic_parts(x, time_axis)
+    return centred + 1j * quadrature
+
+
+def _analytic_parts(x, time_axis: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(x - mean, H[x - mean], axis)`` in float64: the real and imaginary parts of :func:`analytic_signal`, apart so
+    that a caller keeping a few time steps builds the complex array for those only."""
     x = _as_array(x, name="x", min_ndim=3)
     axis = _time_axis(time_axis, x.ndim)
     if np.iscomplexobj(x):
         raise TypeError("x must be real; the analytic signal of a complex array is not defined here")
     centred = x.astype(np.float64) - x.mean(axis=axis, keepdims=True, dtype=np.float64)
-    return hilbert(centred, axis=axis)
+    n = centred.shape[axis]
+    spectrum = sp_fft.rfft(centred, axis=axis)
+    spectrum *= -1j                                     # -i sign(k) on the positive frequencies ...
+    edges = [0] + ([n // 2] if n % 2 == 0 else [])      # ... and 0 at DC and Nyquist, as scipy.signal.hilbert
+    index = [slice(None)] * spectrum.ndim
+    index[axis] = edges
+    spectrum[tuple(index)] = 0
+    return centred, sp_fft.irfft(spectrum, n=n, axis=axis), axis
 
 
 def instantaneous_phase(x, *, time_axis: int = 1) -> np.ndarray:
@@ -160,40 +176,49 @@ def instantaneous_phase(x, *, time_axis: int = 1) -> np.ndarray:
 # Spatial phase gradient: difference schemes (a registry; errors list its keys)
 # ----------------------------------------------------------------------------------------------------------------------
 
-def _forward(z: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
-    """``arg(z[i+1] conj z[i])``; without periodicity the last row/column repeats its backward difference."""
+# Every scheme works on the phase φ = arg z, computed once: the wrapped difference wrap(φ[i+1] - φ[i]) equals
+# arg(z[i+1] conj z[i]) (to rounding) at one arctangent per location instead of one per location and axis.
+
+def _wrap(d: np.ndarray) -> np.ndarray:
+    """``d`` wrapped into [-π, π] (for ``d`` a difference of two phases in [-π, π])."""
+    return d - (2 * np.pi) * np.round(d / (2 * np.pi))
+
+
+def _forward_difference(phase: np.ndarray, axis: int, periodic: bool, rewrap: bool) -> np.ndarray:
     if periodic:
-        return np.angle(np.roll(z, -1, axis=axis) * np.conj(z))
-    d = np.angle(np.take(z, np.arange(1, z.shape[axis]), axis=axis)
-                 * np.conj(np.take(z, np.arange(0, z.shape[axis] - 1), axis=axis)))     # (..., n-1, ...)
+        d = np.roll(phase, -1, axis=axis) - phase
+        return _wrap(d) if rewrap else d
+    d = np.diff(phase, axis=axis)                                                         # (..., n-1, ...)
+    d = _wrap(d) if rewrap else d
     return np.concatenate([d, np.take(d, [-1], axis=axis)], axis=axis)                    # (..., n, ...)
 
 
-def _centred(z: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+def _forward(phase: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+    """``arg(z[i+1] conj z[i])``; without periodicity the last row/column repeats its backward difference."""
+    return _forward_difference(phase, axis, periodic, rewrap=True)
+
+
+def _centred(phase: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
     """``arg(z[i+1] conj z[i-1]) / 2``; without periodicity the edges use forward/backward differences."""
     if periodic:
-        return np.angle(np.roll(z, -1, axis=axis) * np.conj(np.roll(z, 1, axis=axis))) / 2
-    n = z.shape[axis]
-    inner = np.angle(np.take(z, np.arange(2, n), axis=axis)
-                     * np.conj(np.take(z, np.arange(0, n - 2), axis=axis))) / 2          # (..., n-2, ...)
-    first = np.angle(np.take(z, [1], axis=axis) * np.conj(np.take(z, [0], axis=axis)))
-    last = np.angle(np.take(z, [n - 1], axis=axis) * np.conj(np.take(z, [n - 2], axis=axis)))
+        return _wrap(np.roll(phase, -1, axis=axis) - np.roll(phase, 1, axis=axis)) / 2
+    n = phase.shape[axis]
+    inner = _wrap(np.take(phase, np.arange(2, n), axis=axis) - np.take(phase, np.arange(0, n - 2), axis=axis)) / 2
+    first = _wrap(np.take(phase, [1], axis=axis) - np.take(phase, [0], axis=axis))
+    last = _wrap(np.take(phase, [n - 1], axis=axis) - np.take(phase, [n - 2], axis=axis))
     return np.concatenate([first, inner, last], axis=axis)                                # (..., n, ...)
 
 
-def _wrapped(z: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
+def _wrapped(phase: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
     """``arg z[i+1] - arg z[i]``: forward differences of the *wrapped* phase, not re-wrapped (the paper's, as we read
     it). Across a line where the phase wraps from π to -π the difference is close to ±2π, a spurious wavelength of
     about 1 px."""
-    phase = np.angle(z)
-    if periodic:
-        return np.roll(phase, -1, axis=axis) - phase
-    d = np.diff(phase, axis=axis)
-    return np.concatenate([d, np.take(d, [-1], axis=axis)], axis=axis)
+    return _forward_difference(phase, axis, periodic, rewrap=False)
 
 
-#: Difference schemes for the spatial phase gradient, by name: ``forward`` and ``centred`` by complex multiplication
-#: (exact for resolved plane waves), ``wrapped`` the paper's estimator as reconstructed in the module notes.
+#: Difference schemes for the spatial phase gradient, by name, each a function of the phase: ``forward`` and
+#: ``centred`` re-wrap their differences (exact for resolved plane waves), ``wrapped`` is the paper's estimator as
+#: reconstructed in the module notes.
 SCHEMES: dict[str, Callable[[np.ndarray, int, bool], np.ndarray]] = {"forward": _forward, "centred": _centred,
                                                                       "wrapped": _wrapped}
 #: The schemes that recover every location of a resolved plane wave exactly (no phase-wrap artefacts).
@@ -246,8 +271,12 @@ def phase_gradient(z, *, scheme: str = "forward", periodic: bool = True) -> tupl
                         + (f" of dtype {z.dtype}" if isinstance(z, np.ndarray) else ""))
     if z.ndim < 2 or min(z.shape[-2:]) < 3:
         raise ValueError(f"z must end in two spatial axes of at least 3 pixels; got shape {z.shape}")
+    return _gradient(np.angle(z), scheme, periodic)
+
+
+def _gradient(phase: np.ndarray, scheme: str, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
     step = SCHEMES[scheme]
-    return step(z, z.ndim - 2, bool(periodic)), step(z, z.ndim - 1, bool(periodic))
+    return step(phase, phase.ndim - 2, bool(periodic)), step(phase, phase.ndim - 1, bool(periodic))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -310,25 +339,24 @@ def wavelength_fields(x, *, schemes: Sequence[str], time_axis: int = 1, periodic
         raise ValueError(f"time_stride must be an int >= 1; got {time_stride!r}")
     if not isinstance(min_amplitude, (int, float)) or isinstance(min_amplitude, bool) or min_amplitude < 0:
         raise ValueError(f"min_amplitude must be a non-negative number; got {min_amplitude!r}")
-    z = analytic_signal(x, time_axis=time_axis)
-    axis = _time_axis(time_axis, z.ndim)
-    steps = z.shape[axis]
+    centred, quadrature, axis = _analytic_parts(x, time_axis)
+    steps = centred.shape[axis]
     cut = int(round(trim * steps))
     if steps - 2 * cut < 1:
         raise ValueError(f"trim={trim} leaves no step of {steps}")
-    z = np.take(z, np.arange(cut, steps - cut, int(time_stride)), axis=axis)
+    kept = np.arange(cut, steps - cut, int(time_stride))
+    re, im = np.take(centred, kept, axis=axis), np.take(quadrature, kept, axis=axis)
+    phase = np.arctan2(im, re)
     if min_amplitude > 0:
         # an undefined phase makes every difference that uses it undefined: nan propagates through the scheme
-        amp = np.abs(z)
+        amp = np.hypot(re, im)
         peak = amp.max(axis=(-2, -1), keepdims=True)
-        z = np.where(amp <= min_amplitude * np.where(peak > 0, peak, 1.0), np.nan + 0j, z)
+        phase[amp <= min_amplitude * np.where(peak > 0, peak, 1.0)] = np.nan
     out = {}
     for scheme in dict.fromkeys(schemes):
-        d_row, d_col = phase_gradient(z, scheme=scheme, periodic=periodic)
-        norm = np.hypot(d_row, d_col)
-        positive = norm > 0                                               # False for nan and for zero
-        lam = np.where(positive, 2.0 * np.pi / np.where(positive, norm, 1.0), np.inf)
-        out[scheme] = np.where(np.isnan(norm), np.nan, lam)
+        d_row, d_col = _gradient(phase, scheme, periodic)
+        with np.errstate(divide="ignore"):
+            out[scheme] = 2.0 * np.pi / np.hypot(d_row, d_col)            # inf where |∇φ| = 0, nan stays nan
     return out
 
 

@@ -57,7 +57,7 @@ def separability_plot(table, spectra: Mapping[str, np.ndarray], *, k_max: int = 
     labels = list(spectra)
     data = [table.loc[(table["model"] == m) & table["moving"], "separability"].dropna().to_numpy() for m in labels]
     keep = [k for k, d in enumerate(data) if len(d)]
-    a.boxplot([data[k] for k in keep], vert=False, tick_labels=[labels[k] for k in keep])
+    a.boxplot([data[k] for k in keep], orientation="horizontal", tick_labels=[labels[k] for k in keep])
     a.axvline(1.0, color="0.4", ls=":", lw=1)
     a.axvline(0.5, color="0.4", ls=":", lw=1)
     a.set_xlabel("separability s₁² / Σ s²  (1 standing, ½ travelling plane wave)")
