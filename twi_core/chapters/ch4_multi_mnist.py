@@ -233,7 +233,8 @@ def table_caption(s: presets.Settings, table: pd.DataFrame, levels: dict[str, fl
     below = [f"{k} ({v:.2f})" for k, v in means.items() if v <= level]
     seen = s.n_train * s.epochs
     text = (f"*Table 2 (preset `{s.preset}`).* Test scores beside the paper's Table 2. Every model here "
-            f"saw {seen:,} training images ({s.n_train:,} × {s.epochs} epochs; the paper: 3,000,000). Chance levels "
+            f"saw {seen:,} training images ({s.n_train:,} × {s.epochs} epoch{'s' if s.epochs != 1 else ''}; the paper: "
+            f"3,000,000). Chance levels "
             f"on these test images: FG-IoU {levels['all_background']:.2f} for background everywhere, {level:.2f} for "
             "the true foreground with a uniformly guessed digit.")
     if above:
