@@ -44,7 +44,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"steps": 12, "dt": 0.2, "epochs": 1, "batch_size": 16, "n_train": 32, "n_val": 16, "n_test": 16,
               "seed": 0, "n_spectra": 16, "gif_stride": 1, "n_segment": 3},
     "book": {"steps": 500, "dt": 0.1, "epochs": 5, "batch_size": 16, "n_train": 1200, "n_val": 100, "n_test": 100,
-             "seed": 0, "n_spectra": 100, "gif_stride": 10, "n_segment": 4},
+             "seed": 0, "n_spectra": 64, "gif_stride": 10, "n_segment": 4},
     "paper": {"steps": 500, "dt": 0.1, "epochs": 300, "batch_size": 64, "n_train": None, "n_val": None,
               "n_test": None, "seed": 0, "n_spectra": 1000, "gif_stride": 5, "n_segment": 4},
 }
@@ -207,13 +207,13 @@ def validation_spectra(model: torch.nn.Module, s: presets.Settings, *, batch_siz
     """
     from twi_core import data
 
+    def batches(ds):
+        return [(ds.images[i:i + batch_size], ds.masks[i:i + batch_size]) for i in range(0, len(ds.images), batch_size)]
+
     val = data.load(DATASET, "val", n=s.n_spectra)
-    batches = [(val.images[i:i + batch_size], val.masks[i:i + batch_size]) for i in range(0, len(val.images),
-                                                                                          batch_size)]
-    cls = spectra.model_class_spectra(model, batches, num_classes=val.info.num_classes)
+    cls = spectra.model_class_spectra(model, batches(val), num_classes=val.info.num_classes)
     test = data.load(DATASET, "test", n=min(s.n_spectra, 64))
-    _, states = hidden_states(model, test.images, batch_size=batch_size)
-    separability = spectra.nearest_mean_accuracy(spectra.fourier_magnitudes(states), test.masks, cls.mean)
+    separability = spectra.model_nearest_mean_accuracy(model, batches(test), cls.mean)
     cfg = model.config
     return cls, spectra.bin_frequencies(cfg["steps"], dt=cfg["dt"]), list(val.info.class_names), separability
 
