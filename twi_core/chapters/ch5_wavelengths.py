@@ -43,7 +43,7 @@ BINS = np.geomspace(1.0, 256.0, 49)
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"extra_seeds": [1], "extra_epochs": 1, "extra_n_train": 16, "extra_n_val": 8, "n_wave": 2,
               "threshold": 1.5, "scheme": "wrapped", "trim": 0.1, "time_stride": 1, "n_sep": 2},
-    "book": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "extra_n_val": None, "n_wave": 8,
+    "book": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "extra_n_val": None, "n_wave": 4,
              "threshold": 1.5, "scheme": "wrapped", "trim": 0.1, "time_stride": 5,
              "n_sep": 8},
     "paper": {"extra_seeds": [1, 2, 3, 4], "extra_epochs": None, "extra_n_train": None, "extra_n_val": None,
