@@ -283,9 +283,10 @@ def figure10_caption(s: presets.Settings, per_seed: pd.DataFrame, summary: dict[
             f"permutations): **{claim['verdict']}** ({claim['reason']}). "
             "Both quantities follow training, so *holds* says that they move together, not that one causes the other.")
     if s.preset != "paper":
-        text += (f" This is fewer seeds than the paper's 5 and far less training; a Pearson r over "
-                 f"{int(per_seed['checkpoints'].min())}–{int(per_seed['checkpoints'].max())} checkpoints is a noisy "
-                 "number.")
+        n_seeds, lo, hi = len(per_seed), int(per_seed["checkpoints"].min()), int(per_seed["checkpoints"].max())
+        seeds = "fewer seeds than the paper's 5" if n_seeds < 5 else f"{n_seeds} seeds (the paper: 5)"
+        text += (f" This is {seeds} and far less training; a Pearson r over {lo if lo == hi else f'{lo}–{hi}'} "
+                 "checkpoints is a noisy number.")
     return text
 
 
