@@ -22,7 +22,7 @@ A pure cosine at bin 3 puts all of its energy there:
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -205,6 +205,16 @@ def _nearest_mean_hits(magnitudes, masks, means, *, foreground_only: bool = True
 
 
 @torch.no_grad()
+def _model_magnitudes(model: torch.nn.Module, batches: Iterable) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(fourier_magnitudes of the hidden states, masks)`` of each ``(images, masks)`` batch, one at a time."""
+    model.eval()
+    device = next(model.parameters()).device
+    for images, masks in batches:
+        _, states = model(images.to(device), return_states=True)  # states (B, T, C, H, W)
+        yield fourier_magnitudes(states), masks
+
+
+@torch.no_grad()
 def model_nearest_mean_accuracy(model: torch.nn.Module, batches: Iterable, means, *,
                                 foreground_only: bool = True) -> float:
     """:func:`nearest_mean_accuracy` of a recurrent model's hidden-state spectra over ``(images, masks)`` batches,
@@ -223,11 +233,8 @@ def model_nearest_mean_accuracy(model: torch.nn.Module, batches: Iterable, means
     True
     """
     hits = scored = 0
-    model.eval()
-    device = next(model.parameters()).device
-    for images, masks in batches:
-        _, states = model(images.to(device), return_states=True)  # states (B, T, C, H, W)
-        h, n = _nearest_mean_hits(fourier_magnitudes(states), masks, means, foreground_only=foreground_only)
+    for magnitudes, masks in _model_magnitudes(model, batches):
+        h, n = _nearest_mean_hits(magnitudes, masks, means, foreground_only=foreground_only)
         hits, scored = hits + h, scored + n
     return hits / scored if scored else float("nan")
 
@@ -245,11 +252,8 @@ def model_class_spectra(model: torch.nn.Module, batches: Iterable, *, num_classe
     num_classes : int
     """
     total: ClassSpectra | None = None
-    model.eval()
-    device = next(model.parameters()).device
-    for images, masks in batches:
-        _, states = model(images.to(device), return_states=True)  # states (B, T, C, H, W)
-        part = class_spectra(fourier_magnitudes(states), masks, num_classes=num_classes)
+    for magnitudes, masks in _model_magnitudes(model, batches):
+        part = class_spectra(magnitudes, masks, num_classes=num_classes)
         total = part if total is None else total.merge(part)
     if total is None:
         raise ValueError("batches is empty; expected at least one (images, masks) batch")

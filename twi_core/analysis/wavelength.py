@@ -339,6 +339,13 @@ def wavelength_fields(x, *, schemes: Sequence[str], time_axis: int = 1, periodic
         raise ValueError(f"time_stride must be an int >= 1; got {time_stride!r}")
     if not isinstance(min_amplitude, (int, float)) or isinstance(min_amplitude, bool) or min_amplitude < 0:
         raise ValueError(f"min_amplitude must be a non-negative number; got {min_amplitude!r}")
+    x = _as_array(x, name="x", min_ndim=3)
+    if _time_axis(time_axis, x.ndim) > 0 and x.shape[0] > 1:
+        # one leading entry (e.g. an image) at a time: the float64 analytic signal of eight 500-step Polygons
+        # rollouts is about 1 GB and ran 3.7x slower at once; every statistic here is per snapshot, so nothing changes
+        parts = [wavelength_fields(x[i:i + 1], schemes=schemes, time_axis=time_axis, periodic=periodic, trim=trim,
+                                   time_stride=time_stride, min_amplitude=min_amplitude) for i in range(x.shape[0])]
+        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     centred, quadrature, axis = _analytic_parts(x, time_axis)
     steps = centred.shape[axis]
     cut = int(round(trim * steps))

@@ -153,14 +153,6 @@ def initial_model(config) -> torch.nn.Module:
     return start(config)
 
 
-def _fields(states: torch.Tensor, s: presets.Settings) -> dict[str, np.ndarray]:
-    """Wavelength fields of ``states`` (B, T, C, H, W) under the page's scheme and the forward one, one image at a
-    time: the float64 analytic signal of eight 500-step rollouts (about 1 GB) ran 8x slower than one image's."""
-    parts = [wl.wavelength_fields(states[i:i + 1], schemes=(s.scheme, "forward"), time_axis=1, periodic=True,
-                                  trim=s.trim, time_stride=s.time_stride) for i in range(states.shape[0])]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
 @torch.no_grad()
 def _states(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     from twi_core.models import logits_and_states
@@ -201,7 +193,8 @@ def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, d
                 model = run.epoch_model(epoch)
                 loss = float(history.loc[epoch, "val_loss"])
             _, states = _states(model, images)
-            fields = _fields(states, s)
+            fields = wl.wavelength_fields(states, schemes=(s.scheme, "forward"), time_axis=1, periodic=True,
+                                          trim=s.trim, time_stride=s.time_stride)
             lam = fields[s.scheme]
             side = states.shape[-1]
             defined = lam[~np.isnan(lam)]
