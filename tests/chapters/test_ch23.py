@@ -359,6 +359,33 @@ def test_claims_have_intervals_chance_levels_and_three_verdicts():
     assert not ch3.claims(at_chance)["holds"].any()
 
 
+def test_claims_compare_unequal_training_again_at_equal_images():
+    from types import SimpleNamespace
+
+    table = _fake_table({("nwm", "linear"): [0.90, 0.92, 0.91], ("cnn", "8"): [0.30, 0.35, 0.32]})
+    table["images_seen"] = [80_000] * 3 + [30_000] * 3
+    curves = {"nwm": [0.60, 0.62, 0.58], "cnn": [0.30, 0.34, 0.31]}   # validation FG-IoU after 30,000 images
+    runs = {}
+    for _, r in table.iterrows():
+        at_budget = curves[r["family"]][r["seed"]]
+        history = [{"images_seen": 10_000, "val_fg_iou": at_budget - 0.1},
+                   {"images_seen": 30_000, "val_fg_iou": at_budget}]
+        if r["family"] == "nwm":   # its later epochs, beyond the other side's budget, must not count
+            history.append({"images_seen": 80_000, "val_fg_iou": 0.99})
+        runs[("tetrominoes", r["family"], r["variant"], r["seed"])] = SimpleNamespace(history=pd.DataFrame(history))
+    c = ch3.claims(table, chance={"all_background": 0.0, "uniform_class": 0.2}, runs=runs)
+    test_row, fair = c.iloc[1], c.iloc[2]
+    assert test_row["images"] == "80,000 vs 30,000" and "different numbers of images" in test_row["reason"]
+    assert fair["claim"].startswith("… at equal training") and "30,000" in fair["claim"]
+    assert fair["images"] == "30,000 vs 30,000"
+    assert fair["ours"] == pytest.approx(0.60) and fair["other"] == pytest.approx(sum(curves["cnn"]) / 3)
+    assert fair["verdict"] == "holds" and fair["difference"] < test_row["difference"]
+    same = table.assign(images_seen=30_000)                      # equal budgets: no extra row, no caveat
+    plain = ch3.claims(same, chance={"all_background": 0.0, "uniform_class": 0.2}, runs=runs)
+    assert len(plain) == 2 and "different" not in plain.iloc[1]["reason"]
+    assert ch3.claims(table, chance={"all_background": 0.0, "uniform_class": 0.2}).shape[0] == 2  # no curves
+
+
 def test_chance_levels_are_computed_with_the_runs_metric(tmp_cache):
     levels = ch3.chance_levels("tetrominoes", split="val", n=20)
     assert levels["all_background"] == 0.0

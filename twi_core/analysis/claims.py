@@ -35,14 +35,14 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "COLUMNS", "compare", "above", "correlation", "claims_table",
-           "welch_interval", "mean_std_text", "seeds_text"]
+           "welch_interval", "mean_std_text", "seeds_text", "images_text"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 NOT_TESTABLE = "not testable at this scale"
 #: The columns of :func:`claims_table`, the check tables the pages print.
-COLUMNS = ["claim", "ours", "other", "difference", "95% low", "95% high", "seeds", "chance", "verdict", "reason",
-           "holds"]
+COLUMNS = ["claim", "ours", "other", "difference", "95% low", "95% high", "seeds", "images", "chance", "verdict",
+           "reason", "holds"]
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
@@ -132,10 +132,26 @@ def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confiden
     return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {confidence:.0%} interval reaches the level"}
 
 
+def images_text(ours: Sequence[int], other: Sequence[int]) -> str:
+    """The training images each side of a claim saw, for the check tables' ``images`` column (one side only for a
+    claim against a fixed level, when ``other`` is empty).
+
+    Examples
+    --------
+    >>> images_text([80_000, 80_000], [30_000]), images_text([2_000], []), images_text([10, 30], [20])
+    ('80,000 vs 30,000', '2,000', '10–30 vs 20')
+    """
+    def side(values: Sequence[int]) -> str:
+        v = sorted({int(x) for x in values})
+        return "–" if not v else f"{v[0]:,}" if len(v) == 1 else f"{v[0]:,}–{v[-1]:,}"
+    return f"{side(ours)} vs {side(other)}" if len(other) else side(ours)
+
+
 def claims_table(checks: Sequence[tuple[str, dict]]):
     """``[(claim, result of compare or above)]`` as the pages' check table (:data:`COLUMNS`, one row per claim).
 
-    ``holds`` is a bool column kept for older callers (True only for the verdict ``holds``).
+    ``holds`` is a bool column kept for older callers (True only for the verdict ``holds``). ``images`` is the
+    training images each side saw (a result's ``"images"`` entry, set by the caller), "–" where not given.
 
     Examples
     --------
@@ -147,7 +163,8 @@ def claims_table(checks: Sequence[tuple[str, dict]]):
 
     rows = [{"claim": claim, "ours": c["ours_mean"], "other": c["other_mean"], "difference": c["difference"],
              "95% low": c["low"], "95% high": c["high"], "seeds": f"{c['n_ours']} vs {c['n_other']}",
-             "chance": c["chance"], "verdict": c["verdict"], "reason": c["reason"], "holds": c["verdict"] == HOLDS}
+             "images": c.get("images", "–"), "chance": c["chance"], "verdict": c["verdict"], "reason": c["reason"],
+             "holds": c["verdict"] == HOLDS}
             for claim, c in checks]
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -31,7 +31,7 @@ from twi_core.analysis.claims import seeds_text
 __all__ = ["TABLE", "FAMILY_TITLES", "LiveRuns", "settings", "live_points", "train_all", "comparison_table",
            "training_budgets",
            "claims", "claims_by_dataset", "mnist_source", "chance_levels", "figure7", "paper_robustness", "robustness_table",
-           "linear_models", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
+           "linear_models", "best_within", "gif_row", "provenance_table", "cnn_bottleneck", "cnn_dead_seeds", "background_baseline", "figure5_panels", "state_gallery", "stored_full_scale",
            "linear_projections", "predictions", "spectra_of", "READOUT_ORDER", "readout_bars_data",
            "depth_bars_data"]
 
@@ -347,50 +347,101 @@ def chance_levels(dataset: str, *, split: str = "test", n: int | None = None, se
             "uniform_class": float(torch.nanmean(metrics.fg_iou(uniform, masks).double()))}
 
 
+def best_within(history: pd.DataFrame | Sequence[Mapping[str, Any]], images: int,
+                metric: str = "val_fg_iou") -> float:
+    """The best validation ``metric`` of a run over its epochs that ended within ``images`` training images seen.
+
+    This is how the store's runs were selected (best validation epoch), cut at a common budget, so runs trained
+    for different numbers of epochs can be compared at equal training. NaN when no epoch ended within the budget.
+
+    Examples
+    --------
+    >>> h = [{"images_seen": 10_000, "val_fg_iou": 0.5}, {"images_seen": 20_000, "val_fg_iou": 0.7},
+    ...      {"images_seen": 30_000, "val_fg_iou": 0.6}]
+    >>> best_within(h, 20_000), best_within(h, 80_000), best_within(h, 5_000)
+    (0.7, 0.7, nan)
+    """
+    frame = pd.DataFrame(history)
+    if frame.empty or "images_seen" not in frame or metric not in frame:
+        return float("nan")
+    within = pd.to_numeric(frame.loc[frame["images_seen"] <= images, metric], errors="coerce").dropna()
+    return float(within.max()) if len(within) else float("nan")
+
+
 def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping[str, float] | None = None,
-           min_seeds: int = 3) -> pd.DataFrame:
+           min_seeds: int = 3, runs: Mapping[tuple[str, str, str, int], Any] | None = None) -> pd.DataFrame:
     """The paper's claims, checked on the runs' test FG-IoU over seeds (:mod:`twi_core.analysis.claims`).
 
     Rows: the NWM-linear lies above the uniform-class chance level; it beats each CNN depth run, its own last-state
     readout and the Conv-LSTM-linear. Each row has both means, the difference with its 95 % Welch interval, the seeds
-    per side, the chance level, and a verdict: ``holds``, ``does not hold`` or ``not testable at this scale`` (fewer
-    than ``min_seeds`` seeds on a side, or both sides at chance), with the reason. ``holds`` is a bool column kept
-    for older callers (True only for ``holds``).
+    and the training images per side, the chance level, and a verdict: ``holds``, ``does not hold`` or ``not
+    testable at this scale`` (fewer than ``min_seeds`` seeds on a side, or both sides at chance), with the reason.
+    ``holds`` is a bool column kept for older callers (True only for ``holds``).
+
+    The stored runs do not all train for the same number of images (the NWM-linear and CNN L = 4 longest). Where the
+    two sides of a comparison saw different numbers, a test-set lead may be the longer training's, so with ``runs``
+    (``LiveRuns.runs``: their learning curves) the comparison is repeated **at equal training**: each run's best
+    validation FG-IoU over the epochs that ended within the smaller side's images (:func:`best_within`), in a row
+    of its own.
     """
     from twi_core.analysis import claims as _claims
 
     ok = table[(table["status"] == "complete") & (table["dataset"] == dataset)]
     chance = dict(chance) if chance is not None else {"all_background": 0.0, "uniform_class": float("nan")}
 
-    def values(family, variant):
-        rows = ok[(ok["family"] == family) & (ok["variant"] == str(variant))]
-        return pd.to_numeric(rows["fg_iou"], errors="coerce").dropna().tolist()
+    def rows(family, variant):
+        return ok[(ok["family"] == family) & (ok["variant"] == str(variant))]
 
-    nwm = values("nwm", "linear")
+    def values(family, variant):
+        return pd.to_numeric(rows(family, variant)["fg_iou"], errors="coerce").dropna().tolist()
+
+    def images(family, variant):
+        column = rows(family, variant).get("images_seen", pd.Series(dtype=float))
+        return pd.to_numeric(column, errors="coerce").dropna().astype(int).tolist()
+
+    def within(family, variant, budget):
+        return [best_within(runs[(dataset, family, str(variant), int(seed))].history, budget)
+                for seed in rows(family, variant)["seed"] if (dataset, family, str(variant), int(seed)) in runs]
+
+    nwm, nwm_images = values("nwm", "linear"), images("nwm", "linear")
     checks = []
     if chance.get("uniform_class") == chance.get("uniform_class"):  # not NaN
         checks.append(("NWM-linear lies above the uniform-class chance level",
-                       _claims.above(nwm, chance["uniform_class"], min_seeds=min_seeds)))
+                       {**_claims.above(nwm, chance["uniform_class"], min_seeds=min_seeds),
+                        "images": _claims.images_text(nwm_images, [])}))
     others = [("cnn", v, f"CNN L = {v}") for v in sorted({int(v) for v in ok[ok["family"] == "cnn"]["variant"]})]
     others += [("nwm", "last", "NWM-last"), ("lstm", "linear", "Conv-LSTM-linear")]
     for family, variant, name in others:
         other = values(family, variant)
         if not other:
             continue
-        checks.append((f"NWM-linear beats {name} on FG-IoU",
-                       _claims.compare(nwm, other, chance=chance["all_background"], min_seeds=min_seeds)))
+        other_images = images(family, variant)
+        result = {**_claims.compare(nwm, other, chance=chance["all_background"], min_seeds=min_seeds),
+                  "images": _claims.images_text(nwm_images, other_images)}
+        unequal = bool(nwm_images and other_images) and set(nwm_images) != set(other_images)
+        if unequal:
+            result["reason"] += "; the sides trained on different numbers of images (next row: at equal training)"
+        checks.append((f"NWM-linear beats {name} on FG-IoU", result))
+        if unequal and runs is not None:
+            budget = min(min(nwm_images), min(other_images))
+            fair = _claims.compare(within("nwm", "linear", budget), within(family, variant, budget),
+                                   chance=chance["all_background"], min_seeds=min_seeds)
+            checks.append((f"… at equal training: best validation FG-IoU within {budget:,} images",
+                           {**fair, "images": _claims.images_text([budget], [budget])}))
     return _claims.claims_table(checks)
 
 
-def claims_by_dataset(table: pd.DataFrame, points: Sequence[Mapping[str, Any]], *, min_seeds: int = 3
+def claims_by_dataset(table: pd.DataFrame, points: Sequence[Mapping[str, Any]], *, min_seeds: int = 3,
+                      runs: Mapping[tuple[str, str, str, int], Any] | None = None
                       ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """:func:`claims` for every dataset of the page's runs (``points``, :func:`live_points`), one table with a
-    ``dataset`` column, and each dataset's :func:`chance_levels` on the test images its runs were scored on."""
+    ``dataset`` column, and each dataset's :func:`chance_levels` on the test images its runs were scored on.
+    ``runs`` (``LiveRuns.runs``) adds the equal-training rows (:func:`claims`)."""
     parts, levels = [], {}
     for dataset in dict.fromkeys(p["dataset"] for p in points):
         config = next(p["config"] for p in points if p["dataset"] == dataset)
         levels[dataset] = chance_levels(dataset, n=config.n_test, source=config.data_source)
-        part = claims(table, dataset=dataset, chance=levels[dataset], min_seeds=min_seeds)
+        part = claims(table, dataset=dataset, chance=levels[dataset], min_seeds=min_seeds, runs=runs)
         part.insert(0, "dataset", dataset)
         parts.append(part)
     return pd.concat(parts, ignore_index=True), levels

@@ -194,15 +194,23 @@ def claims(table: pd.DataFrame, levels: dict[str, float], *, min_seeds: int = 3)
 
     ok = table[table["status"] == "complete"]
 
+    def rows(family: str, variant: Any) -> pd.DataFrame:
+        return ok[(ok["family"] == family) & (ok["variant"].astype(str) == str(variant))]
+
     def values(family: str, variant: Any) -> list[float]:
-        rows = ok[(ok["family"] == family) & (ok["variant"].astype(str) == str(variant))]
-        return pd.to_numeric(rows["fg_iou"], errors="coerce").dropna().tolist()
+        return pd.to_numeric(rows(family, variant)["fg_iou"], errors="coerce").dropna().tolist()
+
+    def images(family: str, variant: Any) -> list[int]:
+        column = rows(family, variant).get("images_seen", pd.Series(dtype=float))
+        return pd.to_numeric(column, errors="coerce").dropna().astype(int).tolist()
 
     nwm = values("nwm", "linear")
     checks = [("NWM-linear lies above the uniform-class chance level",
-               _claims.above(nwm, levels["uniform_class"], min_seeds=min_seeds))]
+               {**_claims.above(nwm, levels["uniform_class"], min_seeds=min_seeds),
+                "images": _claims.images_text(images("nwm", "linear"), [])})]
     checks += [(f"NWM-linear beats U-Net {w}c on FG-IoU",
-                _claims.compare(nwm, values("unet", w), chance=levels["all_background"], min_seeds=min_seeds))
+                {**_claims.compare(nwm, values("unet", w), chance=levels["all_background"], min_seeds=min_seeds),
+                 "images": _claims.images_text(images("nwm", "linear"), images("unet", w))})
                for w in BEATEN_WIDTHS if values("unet", w)]
     return _claims.claims_table(checks)
 
