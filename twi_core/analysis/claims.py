@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "COLUMNS", "compare", "above", "correlation", "claims_table",
-           "welch_interval", "mean_std_text", "seeds_text", "images_text"]
+           "welch_interval", "mean_std_text", "seeds_text", "images_text", "verdict_summary"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -122,7 +122,8 @@ def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confiden
            "n_other": 0, "chance": level, "margin": 0.0, "level": confidence,
            "difference": math.nan, "low": math.nan, "high": math.nan}
     if len(a) < min_seeds:
-        return {**out, "verdict": NOT_TESTABLE, "reason": f"{len(a)} seeds; the check needs at least {min_seeds}"}
+        seeds = f"{len(a)} seed{'' if len(a) == 1 else 's'}"
+        return {**out, "verdict": NOT_TESTABLE, "reason": f"{seeds}; the check needs at least {min_seeds}"}
     se = float(a.std(ddof=1)) / math.sqrt(len(a))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(a) - 1)) * se
     diff = float(a.mean()) - level
@@ -145,6 +146,21 @@ def images_text(ours: Sequence[int], other: Sequence[int]) -> str:
         v = sorted({int(x) for x in values})
         return "–" if not v else f"{v[0]:,}" if len(v) == 1 else f"{v[0]:,}–{v[-1]:,}"
     return f"{side(ours)} vs {side(other)}" if len(other) else side(ours)
+
+
+def verdict_summary(checks) -> str:
+    """How many claims of a check table (:func:`claims_table`) got each verdict, for the prose under it.
+
+    Examples
+    --------
+    >>> t = claims_table([("A beats B", compare([0.9, 0.92, 0.91], [0.4, 0.45, 0.38], chance=0.0)),
+    ...                   ("A beats C", compare([0.9], [0.4], chance=0.0))])
+    >>> verdict_summary(t)
+    '1 holds, 1 not testable at this scale (of 2)'
+    """
+    counts = checks["verdict"].value_counts()
+    parts = [f"{int(counts[v])} {v}" for v in (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE) if v in counts]
+    return f"{', '.join(parts)} (of {len(checks)})"
 
 
 def claims_table(checks: Sequence[tuple[str, dict]]):
