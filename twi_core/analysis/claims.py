@@ -30,12 +30,16 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "COLUMNS", "compare", "above", "correlation", "claims_table",
-           "welch_interval", "mean_std_text", "seeds_text", "images_text", "verdict_summary"]
+           "welch_interval", "mean_std_text", "seeds_text", "images_text", "verdict_summary",
+           "model_rows", "per_seed"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -131,6 +135,29 @@ def above(values: Sequence[float], level: float, *, min_seeds: int = 3, confiden
     if diff - half > 0:
         return {**out, "verdict": HOLDS, "reason": f"the {confidence:.0%} interval lies above the level"}
     return {**out, "verdict": DOES_NOT_HOLD, "reason": f"the {confidence:.0%} interval reaches the level"}
+
+
+def model_rows(table, family: str, variant) -> "pd.DataFrame":
+    """The completed runs of one model (``family``, ``variant``) in a runs table (the columns of
+    :func:`twi_core.runs.obtain_table`), one row per seed."""
+    ok = table[table["status"] == "complete"]
+    return ok[(ok["family"] == family) & (ok["variant"].astype(str) == str(variant))]
+
+
+def per_seed(rows, column: str) -> list[float]:
+    """``column`` of ``rows`` (:func:`model_rows`) as numbers, missing values dropped; ``[]`` without the column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"family": "cnn", "variant": [8, 8, 4], "status": ["complete", "failed", "complete"],
+    ...                   "fg_iou": [0.3, None, 0.2]})
+    >>> per_seed(model_rows(t, "cnn", "8"), "fg_iou"), per_seed(model_rows(t, "cnn", 8), "images_seen")
+    ([0.3], [])
+    """
+    import pandas as pd
+
+    return pd.to_numeric(rows[column], errors="coerce").dropna().tolist() if column in rows else []
 
 
 def images_text(ours: Sequence[int], other: Sequence[int]) -> str:

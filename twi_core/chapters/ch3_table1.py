@@ -389,19 +389,15 @@ def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping
     ok = table[(table["status"] == "complete") & (table["dataset"] == dataset)]
     chance = dict(chance) if chance is not None else {"all_background": 0.0, "uniform_class": float("nan")}
 
-    def rows(family, variant):
-        return ok[(ok["family"] == family) & (ok["variant"] == str(variant))]
-
     def values(family, variant):
-        return pd.to_numeric(rows(family, variant)["fg_iou"], errors="coerce").dropna().tolist()
+        return _claims.per_seed(_claims.model_rows(ok, family, variant), "fg_iou")
 
     def images(family, variant):
-        column = rows(family, variant).get("images_seen", pd.Series(dtype=float))
-        return pd.to_numeric(column, errors="coerce").dropna().astype(int).tolist()
+        return _claims.per_seed(_claims.model_rows(ok, family, variant), "images_seen")
 
     def within(family, variant, budget):
-        return [best_within(runs[(dataset, family, str(variant), int(seed))].history, budget)
-                for seed in rows(family, variant)["seed"] if (dataset, family, str(variant), int(seed)) in runs]
+        keys = [(dataset, family, str(variant), int(seed)) for seed in _claims.model_rows(ok, family, variant)["seed"]]
+        return [best_within(runs[key].history, budget) for key in keys if key in runs]
 
     nwm, nwm_images = values("nwm", "linear"), images("nwm", "linear")
     checks = []
@@ -423,7 +419,7 @@ def claims(table: pd.DataFrame, *, dataset: str = "tetrominoes", chance: Mapping
             result["reason"] += "; the sides trained on different numbers of images (next row: at equal training)"
         checks.append((f"NWM-linear beats {name} on FG-IoU", result))
         if unequal and runs is not None:
-            budget = min(min(nwm_images), min(other_images))
+            budget = int(min(min(nwm_images), min(other_images)))
             fair = _claims.compare(within("nwm", "linear", budget), within(family, variant, budget),
                                    chance=chance["all_background"], min_seeds=min_seeds)
             checks.append((f"… at equal training: best validation FG-IoU within {budget:,} images",

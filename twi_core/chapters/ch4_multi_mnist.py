@@ -192,17 +192,11 @@ def claims(table: pd.DataFrame, levels: dict[str, float], *, min_seeds: int = 3)
     """
     from twi_core.analysis import claims as _claims
 
-    ok = table[table["status"] == "complete"]
-
-    def rows(family: str, variant: Any) -> pd.DataFrame:
-        return ok[(ok["family"] == family) & (ok["variant"].astype(str) == str(variant))]
-
     def values(family: str, variant: Any) -> list[float]:
-        return pd.to_numeric(rows(family, variant)["fg_iou"], errors="coerce").dropna().tolist()
+        return _claims.per_seed(_claims.model_rows(table, family, variant), "fg_iou")
 
-    def images(family: str, variant: Any) -> list[int]:
-        column = rows(family, variant).get("images_seen", pd.Series(dtype=float))
-        return pd.to_numeric(column, errors="coerce").dropna().astype(int).tolist()
+    def images(family: str, variant: Any) -> list[float]:
+        return _claims.per_seed(_claims.model_rows(table, family, variant), "images_seen")
 
     nwm = values("nwm", "linear")
     checks = [("NWM-linear lies above the uniform-class chance level",
