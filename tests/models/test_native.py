@@ -93,19 +93,42 @@ def test_wide_path_equals_plain(shape, readout):
 
 
 @needs_native
-def test_wide_path_equals_the_mixed_projection():
-    """nwm_mixed (the Multi-MNIST NWM's online head layer) on the wide path, against the einsum of the states."""
+@pytest.mark.parametrize("outputs", [5, 16])
+def test_wide_path_equals_the_mixed_projection(outputs):
+    """nwm_mixed (the Multi-MNIST NWM's online head layer) on the wide path, against the einsum of the states: with
+    P = 16 mixed channels through the C library's mixing kernels (mix_absorb / mix_adjoint), with P = 5 through
+    torch's GEMMs."""
     from twi_core.models.engine import nwm_mixed
 
-    y0, omega, alpha, weight = _inputs(2, 16, 4, 16, seed=2)
+    y0, omega, alpha, weight = _inputs(3, 16, 4, 16, seed=2)
     weight = (0.02 * weight).detach().requires_grad_()
-    mix = (0.1 * torch.randn(5, 6, 16)).requires_grad_()
+    mix = (0.1 * torch.randn(outputs, 6, 16)).requires_grad_()
+    assert _native.mix_supported(torch.zeros(1, 3, 16, 4, 16), outputs) == (outputs == 16)
     out = nwm_mixed(y0, omega, alpha, weight, mix, dt=0.1, steps=6, segment=4)
     ref = torch.einsum("ptc,btchw->bhwp", mix, nwm_rollout_plain(y0, omega, alpha, weight, dt=0.1, steps=6))
     assert _rel(out, ref) <= 1e-5
     wrt = (y0, omega, alpha, weight, mix)
     for g, gr in zip(torch.autograd.grad(out.square().sum(), wrt), torch.autograd.grad(ref.square().sum(), wrt)):
         assert _rel(g, gr) <= 1e-4
+
+
+@needs_native
+def test_mixing_kernels_equal_their_einsums_in_float64():
+    """mix_absorb adds sum_{t,c} M[p,t,c] y_t[c] into its output; mix_adjoint returns sum_p M[p,t,c] g[p] and the
+    gradient of M, sum_{b,x} g[p,b,x] y_t[b,c,x]; each against its einsum in float64, at a batch the two threads
+    split unevenly (3) and a plane of several pixel tiles (64 x 96)."""
+    g0 = torch.Generator().manual_seed(11)
+    n, b, c, h, w, p = 5, 3, 16, 64, 96, 32
+    ys = torch.randn(n, b, c, h, w, generator=g0)
+    mix, out0, grad = (torch.randn(*shape, generator=g0) for shape in ((p, n, c), (p, b, h * w), (p, b, h * w)))
+    out = out0.clone()
+    _native.mix_absorb(out, ys, mix)
+    y64, m64 = ys.double().flatten(3), mix.double()
+    assert _rel(out.double(), out0.double() + torch.einsum("ptc,tbcx->pbx", m64, y64)) <= 1e-6
+    inj, g_mix = _native.mix_adjoint(grad, ys, mix)
+    assert _rel(inj.double().flatten(3), torch.einsum("ptc,pbx->tbcx", m64, grad.double())) <= 1e-6
+    assert _rel(g_mix.double(), torch.einsum("pbx,tbcx->ptc", grad.double(), y64)) <= 1e-6
+    assert _native.mix_adjoint(grad, ys, mix, weight_grad=False)[1] is None
 
 
 @needs_native

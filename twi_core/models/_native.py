@@ -36,8 +36,8 @@ import torch
 
 from twi_core.paths import cache_root
 
-__all__ = ["MAX_CHANNELS", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available", "forward_segment", "library_path", "supports",
-           "unavailable_reason"]
+__all__ = ["MAX_CHANNELS", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available", "forward_segment", "library_path",
+           "MIX_BLOCK", "mix_absorb", "mix_adjoint", "mix_supported", "supports", "unavailable_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ MAX_CHANNELS = 4
 #: ... and the register-blocked "wide" kernels, for C a multiple of WIDE_CHANNELS up to WIDE_MAX_CHANNELS and W a
 #: multiple of WIDE_WIDTH (16 floats: one AVX-512 vector, two AVX2 ones): the Multi-MNIST NWM's C = 16 at 128x128.
 WIDE_CHANNELS, WIDE_MAX_CHANNELS, WIDE_WIDTH = 8, 64, 16
+#: The head-mixing kernels (:func:`mix_absorb`, :func:`mix_adjoint`) take C and P multiples of MIX_BLOCK.
+MIX_BLOCK = 16
 _SOURCE = Path(__file__).with_name("_nwm_cpu.c")
 _FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast", "-fPIC", "-shared", "-std=c11")
 _lock = threading.Lock()
@@ -120,6 +122,10 @@ def _library() -> ctypes.CDLL | None:
     lib.twi_nwm_adjoint.argtypes = [_F, _F, _F, _F, _F, _F, _F, _P, _P, _P, _F, _F, _F, _F, _D, _F,
                                     _I, _I, _I, _I, _I, ctypes.c_float, _I, _I]
     lib.twi_nwm_adjoint.restype = _I
+    lib.twi_mix_absorb.argtypes = [_F, _F, _F, _I, _I, _I, _P, _I, _I, _I]
+    lib.twi_mix_absorb.restype = _I
+    lib.twi_mix_adjoint.argtypes = [_F, _D, _F, _F, _F, _I, _I, _I, _P, _I, _I, _I]
+    lib.twi_mix_adjoint.restype = _I
     return lib
 
 
@@ -240,3 +246,51 @@ def adjoint_segment(ybuf: torch.Tensor, zbuf: torch.Tensor, sbuf: torch.Tensor, 
 
     _parallel(call, ranges)
     return g_weight.sum(0).to(weight.dtype)
+
+
+def mix_supported(ys: torch.Tensor, outputs: int) -> bool:
+    """Whether :func:`mix_absorb` / :func:`mix_adjoint` take states like ``ys`` (n, B, C, H, W) mixed into ``outputs``
+    channels: CPU float32, C and P multiples of :data:`MIX_BLOCK`, H*W of :data:`WIDE_WIDTH` (the Multi-MNIST NWM's
+    C = 16, P = 32 at 128x128), and the library built.
+
+    >>> mix_supported(torch.zeros(2, 1, 16, 8, 8), 32) == available(), mix_supported(torch.zeros(2, 1, 2, 8, 8), 32)
+    (True, False)
+    """
+    c, hw = ys.shape[2], ys[0, 0, 0].numel()
+    return (ys.device.type == "cpu" and ys.dtype == torch.float32 and ys.dim() == 5 and c % MIX_BLOCK == 0
+            and outputs % MIX_BLOCK == 0 and hw % WIDE_WIDTH == 0 and available())
+
+
+def mix_absorb(out: torch.Tensor, ys: torch.Tensor, mix: torch.Tensor) -> None:
+    r"""``out`` (P, B, H*W) += :math:`\sum_{t, c} M_{p t c}\, y_t[c]` for one segment's states ``ys`` (n, B, C, H, W)
+    and its slice ``mix`` (P, n, C) of the head's mixing map, in place (:func:`mix_supported` must hold)."""
+    n, b, c = ys.shape[:3]
+    hw, p = ys[0, 0, 0].numel(), mix.shape[0]
+    m = mix.detach().permute(1, 2, 0).contiguous()  # (n, C, P)
+    _need_contiguous(out=out, ys=ys, mix=m)
+    lib = _library()
+    ptrs = (_ptr(out), _ptr(ys), _ptr(m))
+    _parallel(lambda b0, b1, k: lib.twi_mix_absorb(*ptrs, n, b, c, hw, p, b0, b1), _ranges(b))
+
+
+def mix_adjoint(grad: torch.Tensor, ys: torch.Tensor, mix: torch.Tensor, *, weight_grad: bool = True,
+                out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""The adjoint of :func:`mix_absorb`: ``(inj, g_mix)`` for the gradient ``grad`` (P, B, H*W) of its output.
+
+    ``inj`` (n, B, C, H, W) is the gradient reaching each state, :math:`\sum_p M_{p t c}\, g_p`, written into ``out``
+    when given (a reused buffer: a fresh one is page-faulted in on every call); ``g_mix`` (P, n, C) the gradient of
+    ``mix``, :math:`\sum_{b, x} g_p[b, x]\, y_t[b, c, x]` (computed either way; None unless ``weight_grad``)."""
+    n, b, c = ys.shape[:3]
+    hw, p = ys[0, 0, 0].numel(), mix.shape[0]
+    mt = mix.detach().transpose(0, 1).contiguous()  # (n, P, C)
+    _need_contiguous(grad=grad, ys=ys, mix=mt)
+    ranges = _ranges(b)
+    inj = torch.empty_like(ys) if out is None else out
+    _need_contiguous(out=inj)
+    if inj.shape != ys.shape:
+        raise ValueError(f"out must have the states' shape {tuple(ys.shape)}, got {tuple(inj.shape)}")
+    gm = torch.zeros(len(ranges), n, p, c, dtype=torch.float64)  # one partial sum per thread
+    lib = _library()
+    ptrs = (_ptr(grad), _ptr(ys), _ptr(mt))
+    _parallel(lambda b0, b1, k: lib.twi_mix_adjoint(_ptr(inj), _ptr(gm[k], _D), *ptrs, n, b, c, hw, p, b0, b1), ranges)
+    return inj, (gm.sum(0).transpose(0, 1).to(mix.dtype) if weight_grad else None)

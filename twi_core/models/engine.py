@@ -43,7 +43,10 @@ them), and is tested against it for every readout (``tests/models/test_engine.py
    1.5 ms per adjoint step, against 2.0 and 6.3 ms for the eager torch kernels.
 6. **The linear readout folded into the head** (:func:`nwm_mixed`): for a narrow head (Multi-MNIST) the first layer
    of the head and the time projection are one (P, T, C) map applied to the states online; see
-   :func:`twi_core.models.nwm.fuse_linear_head`.
+   :func:`twi_core.models.nwm.fuse_linear_head`. On the CPU, with C and P multiples of 16 (the Multi-MNIST NWM's 16
+   and 32), that map, the gradient it sends into the states and its own gradient are the C library's blocked kernels
+   (:func:`twi_core.models._native.mix_absorb`, :func:`~twi_core.models._native.mix_adjoint`) instead of three small
+   GEMMs per step and image.
 
 Contract of :func:`nwm_rollout`: ``readout=None`` returns ``(B, T, C, H, W)``; a readout name returns the per-pixel
 features ``(B, H, W, F)`` (channels-last, contiguous, frequency-major ``k * C + c``), exactly what
@@ -510,6 +513,13 @@ class _Mix(_Emission):
         return self.projection[:, start:stop].reshape(self.projection.shape[0], -1)  # (P, n*C)
 
     def absorb(self, ys, start, stop):
+        if _native.mix_supported(ys, self.projection.shape[0]):
+            # The C library's blocked kernel: the torch form below is 2 small GEMMs and a copy per step and image
+            # (about 4x slower at the Multi-MNIST shape, benchmarks/bench_multi_mnist.py).
+            if self.acc is None:
+                self.acc = ys.new_zeros((self.projection.shape[0], ys.shape[1], ys[0, 0].numel() // ys.shape[2]))
+            _native.mix_absorb(self.acc, ys, self.projection[:, start:stop])
+            return
         if ys.device.type in _PER_IMAGE_PROJECTION:
             # One (P x C)(C x H*W) GEMM per step and image, straight from the state buffer: the one-GEMM form below
             # needs the states channel-major, a transposing copy of the whole segment (Multi-MNIST: 4 MB per step).
@@ -536,6 +546,13 @@ class _Mix(_Emission):
 
     def injection(self, start, stop, ys):
         n, (b, c, h, w) = stop - start, self.shape
+        if _native.mix_supported(ys, self.projection.shape[0]):
+            inj, g_mix = _native.mix_adjoint(self.g_flat.contiguous().view(-1, b, h * w), ys,
+                                             self.projection[:, start:stop], out=_empty(n, ys[0]),
+                                             weight_grad=self.projection_grad is not None)
+            if g_mix is not None:
+                self.projection_grad[:, start:stop] = g_mix
+            return inj
         rows = _empty(n, ys[0]).view(n * c, -1)  # (n*C, B*H*W); per step a (B, C, H, W) view, no copy
         inj = torch.mm(self._segment(start, stop).t(), self.g_flat, out=rows).view(n, c, b, h, w).transpose(1, 2)
         if self.projection_grad is not None:
