@@ -13,7 +13,9 @@ their ``cornn_model2`` with the configuration of their Multi-MNIST script (``lin
 our fast model's weights are loaded into it (:func:`twi_core.models.registry.load_reference_checkpoint` maps the
 names), and the three models see the same batch, so their logits and gradients must agree as well as their losses.
 Without it (or ``$TWI_AUTHORS_REPO``) the authors' column is left out. Timings are medians of interleaved calls
-(fast, plain, authors, fast, ...); the machine is shared, so read the ratios. All three run with denormals flushed
+(fast, plain, authors, fast, ...); the machine is shared, so read the ratios. Where the C library runs the fast path,
+``fast_torch_mix`` is the same step with the head's channel mixing as torch GEMMs instead of the library's kernels
+(:func:`twi_core.models._native.mix_absorb`), so the table also shows what those kernels buy. All three run with denormals flushed
 to zero (:mod:`twi_core._fp`, as training does): with torch's default the decaying waves reach the denormal range
 and the plain and authors' steps slow down about twelvefold, which would flatter the fast path; ``--with-denormals``
 times the authors' step once that way too.
@@ -31,7 +33,7 @@ import torch
 
 from twi_core._fp import flush_denormals
 from twi_core.benchmarking import _batch, _step, compare_models, machine, model_pair, save_results, time_interleaved
-from twi_core.models import engine
+from twi_core.models import _native, engine
 from twi_core.models.registry import paper_config, reference_key_map
 
 
@@ -73,6 +75,17 @@ class _Logits(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         return out[0] if isinstance(out, tuple) else out
+
+
+def _with_torch_mixing(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One step of the fast path with the C library's head-mixing kernels turned off (``engine._Mix`` then uses
+    torch's GEMMs, as before those kernels existed)."""
+    saved = _native.mix_supported
+    _native.mix_supported = lambda *args, **kwargs: False
+    try:
+        return _step(model, x, target)
+    finally:
+        _native.mix_supported = saved
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -137,16 +150,19 @@ def run(args) -> tuple[dict, dict, tuple[torch.Tensor, torch.Tensor]]:
         mapping = reference_key_map("nwm", theirs.keys())
         result["authors_logits_rel"] = _rel(logits_a, logits_p)
         result["authors_grad_rel_max"] = max(_rel(p.grad, ours[mapping[k]].grad) for k, p in theirs.items())
-    times = time_interleaved({k: (lambda m=m: _step(m, x, target)) for k, m in models.items()}, repeats=args.repeats)
+    steps = {k: (lambda m=m: _step(m, x, target)) for k, m in models.items()}
+    if kernels.native:  # the same fast path with the head's channel mixing as torch GEMMs: what the C kernels buy
+        steps = {"fast": steps.pop("fast"), "fast_torch_mix": lambda: _with_torch_mixing(fast, x, target), **steps}
+    times = time_interleaved(steps, repeats=args.repeats)
     result["times"] = times
     med = {k: statistics.median(v) for k, v in times.items()}
     result.update({f"{k}_s": v for k, v in med.items()})
     print(f"Multi-MNIST NWM-linear training step, B = {args.batch}, {cfg['image_size']}x{cfg['image_size']}, "
           f"T = {cfg['steps']}, C = {cfg['hidden_channels']}; {torch.get_num_threads()} threads, "
           f"{result['machine']['cpu']}; fast-path kernels: {kernels.name}")
-    print(f"{'path':<10}{'median s':>10}{'vs fast':>10}")
+    print(f"{'path':<16}{'median s':>10}{'vs fast':>10}")
     for k, v in med.items():
-        print(f"{k:<10}{v:>10.3f}{v / med['fast']:>9.2f}x")
+        print(f"{k:<16}{v:>10.3f}{v / med['fast']:>9.2f}x")
     print(f"fast vs plain: logits rel {result['forward_rel']:.1e}, worst gradient rel {result['grad_rel_max']:.1e}; "
           f"against float64 (first image): fast {result['grad_rel_fast_vs_fp64']:.1e}, plain "
           f"{result['grad_rel_plain_vs_fp64']:.1e}")
