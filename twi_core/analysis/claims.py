@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HOLDS", "DOES_NOT_HOLD", "NOT_TESTABLE", "COLUMNS", "compare", "above", "correlation", "claims_table",
            "welch_interval", "mean_std_text", "seeds_text", "images_text", "verdict_summary",
-           "model_rows", "per_seed"]
+           "model_rows", "per_seed", "for_display"]
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -210,6 +210,33 @@ def claims_table(checks: Sequence[tuple[str, dict]]):
              "holds": c["verdict"] == HOLDS}
             for claim, c in checks]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def for_display(checks, *, index: Sequence[str] = ("claim",)):
+    """A check table (:func:`claims_table`) as the pages print it: numbers to 3 decimals, the difference and its
+    95 % interval in one column, ``holds`` dropped, and ``index`` (columns of ``checks``) as the index. (Display it
+    under ``pd.option_context("display.max_colwidth", None)``: pandas cuts longer strings, the reasons, at 50.)
+
+    Examples
+    --------
+    >>> t = claims_table([("A beats B", compare([0.9, 0.92, 0.91], [0.4, 0.45, 0.38], chance=0.0))])
+    >>> for_display(t).loc["A beats B", ["difference [95 % interval]", "verdict"]].tolist()
+    ['0.500 [0.418, 0.582]', 'holds']
+    """
+    def number(x: float) -> str:
+        return "–" if x != x else f"{x:.3f}"
+
+    def interval(row) -> str:
+        if row["difference"] != row["difference"]:
+            return "–"
+        return f"{row['difference']:.3f} [{row['95% low']:.3f}, {row['95% high']:.3f}]"
+
+    out = checks.drop(columns=["holds"]).copy()
+    out.insert(out.columns.get_loc("difference"), "difference [95 % interval]", out.apply(interval, axis=1))
+    out = out.drop(columns=["difference", "95% low", "95% high"])
+    for column in ("ours", "other", "chance"):
+        out[column] = out[column].map(number)
+    return out.set_index(list(index))
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
