@@ -542,12 +542,12 @@ class _Mix(_Emission):
 
     def start_backward(self, grad_out, saved, needs_projection_grad):
         super().start_backward(grad_out, saved, needs_projection_grad)
-        self.g_flat = grad_out.reshape(self.projection.shape[0], -1)  # (P, B*H*W)
+        self.g_flat = grad_out.reshape(self.projection.shape[0], -1).contiguous()  # (P, B*H*W), once per backward
 
     def injection(self, start, stop, ys):
         n, (b, c, h, w) = stop - start, self.shape
         if _native.mix_supported(ys, self.projection.shape[0]):
-            inj, g_mix = _native.mix_adjoint(self.g_flat.contiguous().view(-1, b, h * w), ys,
+            inj, g_mix = _native.mix_adjoint(self.g_flat.view(-1, b, h * w), ys,
                                              self.projection[:, start:stop], out=_empty(n, ys[0]),
                                              weight_grad=self.projection_grad is not None)
             if g_mix is not None:
