@@ -47,7 +47,7 @@ DATASET = "multi_mnist"
 TABLE: dict[str, dict[str, Any]] = {
     "smoke": {"widths": [2], "seeds": 1, "epochs": 1, "batch_size": 4, "lr": 1e-3, "n_train": 4, "n_val": 4,
               "n_test": 4, "steps": 4, "n_gallery": 2, "gif_stride": 1, "rf_times": 2, "cnn_depth": 4},
-    "book": {"widths": [2, 3, 4, 5], "seeds": 1, "epochs": 2, "batch_size": 8, "lr": 1e-3, "n_train": 1000,
+    "book": {"widths": [2, 3, 4, 5], "seeds": 3, "epochs": 2, "batch_size": 8, "lr": 1e-3, "n_train": 1000,
              "n_val": 50, "n_test": 100, "steps": None, "n_gallery": 3, "gif_stride": 1, "rf_times": 5,
              "cnn_depth": 8},
     "paper": {"widths": [2, 3, 4, 5], "seeds": 12, "epochs": 300, "batch_size": 64, "lr": 1e-3, "n_train": None,
