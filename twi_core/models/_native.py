@@ -36,8 +36,9 @@ import torch
 
 from twi_core.paths import cache_root
 
-__all__ = ["MAX_CHANNELS", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available", "forward_segment", "library_path",
-           "MIX_BLOCK", "mix_absorb", "mix_adjoint", "mix_supported", "supports", "unavailable_reason"]
+__all__ = ["MAX_CHANNELS", "MIX_BLOCK", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available",
+           "forward_segment", "library_path", "mix_absorb", "mix_adjoint", "mix_supported", "supports",
+           "unavailable_reason"]
 
 log = logging.getLogger(__name__)
 

@@ -514,8 +514,9 @@ class _Mix(_Emission):
 
     def absorb(self, ys, start, stop):
         if _native.mix_supported(ys, self.projection.shape[0]):
-            # The C library's blocked kernel: the torch form below is 2 small GEMMs and a copy per step and image
-            # (about 4x slower at the Multi-MNIST shape, benchmarks/bench_multi_mnist.py).
+            # The C library's blocked kernels: the torch forms below are small GEMMs and copies per step and image,
+            # 2-4x slower at the Multi-MNIST shape (a whole training step 1.17x: fast_torch_mix in
+            # benchmarks/bench_multi_mnist.py).
             if self.acc is None:
                 self.acc = ys.new_zeros((self.projection.shape[0], ys.shape[1], ys[0, 0].numel() // ys.shape[2]))
             _native.mix_absorb(self.acc, ys, self.projection[:, start:stop])
