@@ -196,7 +196,7 @@ def test_forward_after_first_continues_the_head(fused):
     torch.testing.assert_close(model.forward_after_first(x @ first.weight.T + first.bias), model(x))
 
 
-# ---------------------------------------------------------------- bf16 training on CPUs with AMX
+# ---------------------------------------------------------------- bf16 training on CPUs where it is faster
 
 def test_training_dtype_follows_the_setting(monkeypatch):
     monkeypatch.setenv("TWI_HEAD_BF16", "1")
@@ -209,6 +209,26 @@ def test_training_dtype_follows_the_setting(monkeypatch):
     monkeypatch.setenv("TWI_HEAD_BF16", "yes")
     with pytest.raises(ValueError, match=r"TWI_HEAD_BF16='yes'; expected one of \['auto', '0', '1'\]"):
         head_module.training_dtype("cpu")
+
+
+@pytest.mark.parametrize("flags, speedup, expected", [
+    ({"amx_bf16", "avx512_bf16"}, None, True),   # AMX: bf16 without measuring
+    ({"avx512_bf16"}, 6.0, True),                 # e.g. the AMD EPYC: measured about 6x
+    ({"avx512_bf16"}, 1.1, False),                # e.g. an Intel CPU without AMX: no faster
+    ({"avx2"}, None, False),                      # no bf16 instructions: never measured
+])
+def test_cpu_bf16_decision_measures_where_the_flag_alone_does_not_decide(monkeypatch, flags, speedup, expected):
+    def probe():
+        assert speedup is not None, "measured where the flags decide"
+        return speedup
+
+    monkeypatch.setattr(head_module, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(head_module, "bf16_gemm_speedup", probe)
+    head_module.cpu_has_bf16.cache_clear()
+    try:
+        assert head_module.cpu_has_bf16() is expected
+    finally:
+        head_module.cpu_has_bf16.cache_clear()
 
 
 def test_bf16_head_keeps_fp32_interfaces_and_close_values():

@@ -26,12 +26,12 @@ process-wide pool of :mod:`twi_core.models.workspace` (which the NWM rollout sha
 
 bf16 training where the CPU has it. The head is about 86 % of a Tetrominoes training step's FLOPs, and on CPUs with
 AMX (``amx_bf16``) a bf16 GEMM runs about 2.8× faster than fp32 (380 against 137 GFLOP/s at the head's shapes on the
-2-core development VM). With :func:`training_dtype` ``bfloat16`` the fused head computes its GEMMs, its saved
+2-core development VM); on an AMD EPYC with ``avx512_bf16`` about 6× (:func:`cpu_has_bf16` measures it there). With :func:`training_dtype` ``bfloat16`` the fused head computes its GEMMs, its saved
 activations and its backward in bf16 while the weights (the optimiser's master copy), their gradients, the bias
 gradients (summed in fp32), the logits and the gradient handed back to the readout stay fp32. Only the training
 forward and backward change: evaluation (no gradient) always runs in fp32, so reported metrics are fp32 metrics. The
-choice is ``$TWI_HEAD_BF16``: ``auto`` (default: on when the CPU reports ``amx_bf16``; off on CUDA and elsewhere), ``1``
-or ``0``; :func:`twi_core.train.fit` records it in ``result.json`` (``head_dtype``).
+choice is ``$TWI_HEAD_BF16``: ``auto`` (default: on where :func:`cpu_has_bf16`, i.e. AMX, or ``avx512_bf16`` with a
+measured speed-up; off on CUDA and elsewhere), ``1`` or ``0``; :func:`twi_core.train.fit` records it in ``result.json`` (``head_dtype``).
 """
 
 from __future__ import annotations
@@ -46,25 +46,63 @@ from torch.autograd.function import once_differentiable
 from twi_core.models import workspace as _workspace  # its WORKSPACE, looked up at call time (tests swap it)
 from twi_core.models.workspace import Workspace, clear_workspace  # noqa: F401  (their old home; documented there)
 
-__all__ = ["pixel_mlp", "cpu_has_bf16", "training_dtype"]
+__all__ = ["MIN_BF16_SPEEDUP", "bf16_gemm_speedup", "cpu_has_bf16", "pixel_mlp", "training_dtype"]
 
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has AMX bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``), where bf16 GEMMs beat fp32 ones.
+#: Without AMX, bf16 trains the head only where a bf16 GEMM measures at least this many times faster than fp32.
+MIN_BF16_SPEEDUP = 1.5
 
-    ``avx512_bf16`` alone is not enough: without AMX, oneDNN's bf16 GEMM measured no faster than fp32, and on AVX2-only
-    CPUs torch's bf16 matmul ran at 0.3 GFLOP/s. Non-Linux systems report False.
-    """
+
+def _cpu_flags() -> frozenset[str]:
+    """The feature flags of ``/proc/cpuinfo`` (empty where there is none, e.g. off Linux)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_gemm_speedup(rows: int = 8192, width: int = 256, repeats: int = 3) -> float:
+    """How many times faster a head-shaped GEMM, ``(rows, width) @ (width, width)``, runs in bf16 than in fp32 on this
+    CPU at the current thread count: the best of ``repeats`` calls each, interleaved (about 30 ms, once per process).
+
+    >>> bf16_gemm_speedup(rows=256, width=32, repeats=1) > 0
+    True
+    """
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    a, w = torch.randn(rows, width, generator=gen), torch.randn(width, width, generator=gen)
+    pairs = {torch.float32: (a, w), torch.bfloat16: (a.bfloat16(), w.bfloat16())}
+    best = {dtype: float("inf") for dtype in pairs}
+    for _ in range(repeats + 1):  # the first round warms both up
+        for dtype, (x, y) in pairs.items():
+            start = time.perf_counter()
+            x @ y
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether bf16 GEMMs beat fp32 ones on this CPU, so that the head trains in bf16 by default: AMX bf16 tiles
+    (``amx_bf16``), or ``avx512_bf16`` with a measured speed-up of at least :data:`MIN_BF16_SPEEDUP`
+    (:func:`bf16_gemm_speedup`).
+
+    The flag alone does not decide: on an Intel CPU without AMX, oneDNN's bf16 GEMM measured no faster than fp32, while
+    on a 2-core AMD EPYC with ``avx512_bf16`` it ran 5.8-7.7x faster at the head's shapes, idle, one thread (374-432
+    against 52-69 GFLOP/s; torch's fp32 GEMM there is slow). Without ``avx512_bf16`` (AVX2-only CPUs, where torch's
+    bf16 matmul ran at 0.3 GFLOP/s) nothing is measured and the answer is False, as it is off Linux.
+    """
+    flags = _cpu_flags()
+    if "amx_bf16" in flags:
+        return True
+    return "avx512_bf16" in flags and bf16_gemm_speedup() >= MIN_BF16_SPEEDUP
 
 
 #: Accepted values of ``$TWI_HEAD_BF16``.
@@ -74,7 +112,7 @@ HEAD_BF16_CHOICES = ("auto", "0", "1")
 def training_dtype(device: torch.device | str = "cpu") -> torch.dtype:
     """The dtype of the fused head's training GEMMs on ``device``: ``torch.bfloat16`` or ``torch.float32``.
 
-    ``$TWI_HEAD_BF16`` = ``auto`` (default; bf16 on CPUs with AMX, see :func:`cpu_has_bf16`), ``1`` (bf16 on any CPU)
+    ``$TWI_HEAD_BF16`` = ``auto`` (default; bf16 where :func:`cpu_has_bf16`), ``1`` (bf16 on any CPU)
     or ``0`` (fp32). CUDA devices always train the head in fp32 here (their speed-up is TF32, a separate option).
 
     Raises
