@@ -9,7 +9,6 @@ machine's 2 cores are shared.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from typing import Any, Callable
@@ -41,16 +40,10 @@ NOMINAL_GFLOPS = 138.0
 def machine() -> dict[str, Any]:
     """A short description of where a measurement ran (CPU model, threads, torch version, device, and whether the
     engine's CPU recurrence ran in its C library or in torch kernels)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from twi_core import _cpu
     from twi_core.models import _native
+
+    cpu = _cpu.model_name()
 
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -43,7 +43,7 @@ import torch
 
 from twi_core import __version__
 from twi_core import metrics as _metrics
-from twi_core import _fp
+from twi_core import _cpu, _fp
 from twi_core import recipes as _recipes
 from twi_core._io import atomic_write
 from twi_core.records import RESULT_FILE, RunResult
@@ -721,7 +721,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
     record = RunResult(
         config=config, key=config.key(), status=status, error=error, metrics=result_metrics, best_epoch=best_epoch,
         history=history, seed=config.seed, package_version=__version__, git_commit=git_commit(), device=str(dev),
-        device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu.model_name(),
         torch_version=torch.__version__, train_step="graphed" if graph else "eager",
         training_format=TRAINING_FORMAT, recipe=config.recipe, images_seen=images_seen, stopped_by=stopped_by,
         head_dtype=str(_head_dtype(dev)).removeprefix("torch."),

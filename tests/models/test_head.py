@@ -222,7 +222,7 @@ def test_cpu_bf16_decision_measures_where_the_flag_alone_does_not_decide(monkeyp
         assert speedup is not None, "measured where the flags decide"
         return speedup
 
-    monkeypatch.setattr(head_module, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(head_module._cpu, "flags", lambda: frozenset(flags))
     monkeypatch.setattr(head_module, "bf16_gemm_speedup", probe)
     head_module.cpu_has_bf16.cache_clear()
     try:

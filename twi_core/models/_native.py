@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from twi_core import _cpu
 from twi_core.paths import cache_root
 
 __all__ = ["MAX_CHANNELS", "MIX_BLOCK", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available",
@@ -56,20 +57,11 @@ _lock = threading.Lock()
 _reason: str | None = None
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def library_path() -> Path:
     """Where the compiled library for this source, these flags and this CPU lives (it may not exist yet)."""
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), " ".join(_FLAGS).encode(), platform.machine().encode(), _cpu_flags().encode()):
+    for part in (_SOURCE.read_bytes(), " ".join(_FLAGS).encode(), platform.machine().encode(),
+                 " ".join(sorted(_cpu.flags())).encode()):
         key.update(part)
     return cache_root() / "native" / f"nwm_cpu-{key.hexdigest()[:16]}.so"
 

@@ -43,6 +43,7 @@ from typing import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
+from twi_core import _cpu
 from twi_core.models import workspace as _workspace  # its WORKSPACE, looked up at call time (tests swap it)
 from twi_core.models.workspace import Workspace, clear_workspace  # noqa: F401  (their old home; documented there)
 
@@ -52,18 +53,6 @@ __all__ = ["MIN_BF16_SPEEDUP", "bf16_gemm_speedup", "cpu_has_bf16", "pixel_mlp",
 
 #: Without AMX, bf16 trains the head only where a bf16 GEMM measures at least this many times faster than fp32.
 MIN_BF16_SPEEDUP = 1.5
-
-
-def _cpu_flags() -> frozenset[str]:
-    """The feature flags of ``/proc/cpuinfo`` (empty where there is none, e.g. off Linux)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,7 +88,7 @@ def cpu_has_bf16() -> bool:
     against 52-69 GFLOP/s; torch's fp32 GEMM there is slow). Without ``avx512_bf16`` (AVX2-only CPUs, where torch's
     bf16 matmul ran at 0.3 GFLOP/s) nothing is measured and the answer is False, as it is off Linux.
     """
-    flags = _cpu_flags()
+    flags = _cpu.flags()
     if "amx_bf16" in flags:
         return True
     return "avx512_bf16" in flags and bf16_gemm_speedup() >= MIN_BF16_SPEEDUP
