@@ -429,15 +429,24 @@ static int nwm_adjoint(const float *ybuf, const float *zbuf, const float *sbuf, 
  *     gM[p][t][c] += sum_{b, x} g[p][b][x] y_t[b][c][x]                         (adjoint: the gradient of M)
  *
  * over the pixels x of an H*W plane. As torch calls these are 3 x T x B small GEMMs (P = 32, C = 16: K or N of 16)
- * that ran at 15-25 GFLOP/s on the development CPU, with a copy each; here each is register-blocked like the
- * coupling (TWI_MIX_OB rows of the output x one vector of pixels, each vector loaded feeding TWI_MIX_OB multiply-adds;
- * the gradient of M as 2 x 8 (p, c) accumulators) and swept in tiles of TWI_MIX_TILE pixels, so the accumulator tile
- * (out, or g) stays in L2 while every step passes over it. Measured on the (loaded) development CPU, one thread, at
- * P = 32, C = 16, 128 x 128: the blocks of 16 ran at 82 (absorb) and 155 (inj) GFLOP/s against 68 and 112 for blocks
- * of 8, the gradient of M at 85 against 68 for 4 x 4. Requires P and C multiples of TWI_MIX_OB and H*W of TWI_VL
- * (mix_supported in _native.py). */
+ * that ran at 15-25 GFLOP/s on the development CPU, with a copy each. Here each is register-blocked like the
+ * coupling: TWI_MIX_OB rows of the output x one vector of pixels, each vector loaded feeding TWI_MIX_OB multiply-adds,
+ * and the gradient of M as TWI_GM_P x TWI_GM_C (p, c) accumulators. They sweep the plane in tiles of TWI_MIX_TILE
+ * pixels, so that the accumulator tile (out, or g) stays in L2 while every step passes over it. Measured on the
+ * (loaded) AMD EPYC, one thread, P = 32, C = 16, 128 x 128: blocks of 16 ran at 82 (absorb) and 155 (inj) GFLOP/s
+ * against 68 and 112 for blocks of 8, the gradient of M at 85 against 68 for 4 x 4. AVX2, with half the vector
+ * registers, gets blocks of 8 and 2 x 4. Requires P and C multiples of TWI_MIX_OB and H*W of TWI_VL (mix_supported in
+ * _native.py asks for multiples of 16). */
 #define TWI_MIX_TILE 2048
-#define TWI_MIX_OB 16
+#if TWI_VL == 16
+#define TWI_MIX_OB 16 /* 16 accumulators + operands: AVX-512 has 32 vector registers */
+#define TWI_GM_P 2
+#define TWI_GM_C 8
+#else
+#define TWI_MIX_OB 8 /* AVX2 has 16: half the blocks, so that nothing spills */
+#define TWI_GM_P 2
+#define TWI_GM_C 4
+#endif
 static inline int mix_tile(ptrdiff_t hw) { return hw < TWI_MIX_TILE ? (int)hw : TWI_MIX_TILE; }
 
 /* out (P, B, hw) += M applied to ys (n, B, C, hw), for images [b0, b1). m: (n, C, P), i.e. M[:, t, :] transposed
@@ -492,21 +501,21 @@ static void mix_adjoint(float *restrict inj, double *restrict gm, const float *r
                         }
                         for (int j = 0; j < TWI_MIX_OB; ++j) vstore(in + (ptrdiff_t)(c0 + j) * hw + x, acc[j]);
                     }
-                /* gM: 2 x 8 (p, c) accumulators over the tile, lanes summed in double */
-                for (int p0 = 0; p0 < P; p0 += 2)
-                    for (int c0 = 0; c0 < C; c0 += 8) {
-                        twi_vec acc[2][8];
-                        for (int i = 0; i < 2; ++i)
-                            for (int j = 0; j < 8; ++j) acc[i][j] = (twi_vec){0};
+                /* gM: TWI_GM_P x TWI_GM_C (p, c) accumulators over the tile, lanes summed in double */
+                for (int p0 = 0; p0 < P; p0 += TWI_GM_P)
+                    for (int c0 = 0; c0 < C; c0 += TWI_GM_C) {
+                        twi_vec acc[TWI_GM_P][TWI_GM_C];
+                        for (int i = 0; i < TWI_GM_P; ++i)
+                            for (int j = 0; j < TWI_GM_C; ++j) acc[i][j] = (twi_vec){0};
                         for (ptrdiff_t x = x0; x < x1; x += TWI_VL) {
-                            twi_vec gv[2], yv[8];
-                            for (int i = 0; i < 2; ++i) gv[i] = vload(gb + (p0 + i) * pstride + x);
-                            for (int j = 0; j < 8; ++j) yv[j] = vload(y + (ptrdiff_t)(c0 + j) * hw + x);
-                            for (int i = 0; i < 2; ++i)
-                                for (int j = 0; j < 8; ++j) acc[i][j] += gv[i] * yv[j];
+                            twi_vec gv[TWI_GM_P], yv[TWI_GM_C];
+                            for (int i = 0; i < TWI_GM_P; ++i) gv[i] = vload(gb + (p0 + i) * pstride + x);
+                            for (int j = 0; j < TWI_GM_C; ++j) yv[j] = vload(y + (ptrdiff_t)(c0 + j) * hw + x);
+                            for (int i = 0; i < TWI_GM_P; ++i)
+                                for (int j = 0; j < TWI_GM_C; ++j) acc[i][j] += gv[i] * yv[j];
                         }
-                        for (int i = 0; i < 2; ++i)
-                            for (int j = 0; j < 8; ++j) {
+                        for (int i = 0; i < TWI_GM_P; ++i)
+                            for (int j = 0; j < TWI_GM_C; ++j) {
                                 double sum = 0.0;
                                 for (int l = 0; l < TWI_VL; ++l) sum += acc[i][j][l];
                                 gm[((ptrdiff_t)t * P + p0 + i) * C + c0 + j] += sum;
