@@ -94,10 +94,10 @@ def test_wide_path_equals_plain(shape, readout):
 
 @needs_native
 @pytest.mark.parametrize("outputs", [5, 16])
-def test_wide_path_equals_the_mixed_projection(outputs):
+def test_wide_path_equals_the_mixed_projection(outputs, build):
     """nwm_mixed (the Multi-MNIST NWM's online head layer) on the wide path, against the einsum of the states: with
     P = 16 mixed channels through the C library's mixing kernels (mix_absorb / mix_adjoint), with P = 5 through
-    torch's GEMMs."""
+    torch's GEMMs; in the native and the AVX2 build."""
     from twi_core.models.engine import nwm_mixed
 
     y0, omega, alpha, weight = _inputs(3, 16, 4, 16, seed=2)
@@ -112,11 +112,30 @@ def test_wide_path_equals_the_mixed_projection(outputs):
         assert _rel(g, gr) <= 1e-4
 
 
+@pytest.fixture(params=["native", "avx2"])
+def build(request, monkeypatch, tmp_path):
+    """The C library as this machine builds it (``-march=native``), and, where the CPU has AVX2 and is not limited to
+    it, a ``-march=haswell`` build in a scratch cache: its vectors are half as wide and its register blocks smaller,
+    a variant the AVX-512 machines would otherwise never run."""
+    if request.param == "avx2":
+        from twi_core import _cpu
+
+        if "avx2" not in _cpu.flags() or "avx512f" not in _cpu.flags():
+            pytest.skip("the AVX2 variant is checked on AVX-512 machines (elsewhere it is the native build)")
+        monkeypatch.setattr(_native, "_FLAGS", tuple("-march=haswell" if f == "-march=native" else f
+                                                     for f in _native._FLAGS))
+        monkeypatch.setattr(_native, "cache_root", lambda: tmp_path)
+        _native._library.cache_clear()
+        assert _native.available(), _native.unavailable_reason()
+    yield request.param
+    _native._library.cache_clear()
+
+
 @needs_native
-def test_mixing_kernels_equal_their_einsums_in_float64():
+def test_mixing_kernels_equal_their_einsums_in_float64(build):
     """mix_absorb adds sum_{t,c} M[p,t,c] y_t[c] into its output; mix_adjoint returns sum_p M[p,t,c] g[p] and the
     gradient of M, sum_{b,x} g[p,b,x] y_t[b,c,x]; each against its einsum in float64, at a batch the two threads
-    split unevenly (3) and a plane of several pixel tiles (64 x 96)."""
+    split unevenly (3) and a plane of several pixel tiles (64 x 96); in the native and the AVX2 build."""
     g0 = torch.Generator().manual_seed(11)
     n, b, c, h, w, p = 5, 3, 16, 64, 96, 32
     ys = torch.randn(n, b, c, h, w, generator=g0)
