@@ -69,7 +69,7 @@ PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
     ("tetrominoes", "lstm", "last", (0,), None),
     ("tetrominoes", "cnn", 16, (0, 1, 2), None),
     ("mnist", "nwm", "linear", (0, 1, 2), None),
-    ("mnist", "lstm", "linear", (0,), None),
+    ("mnist", "lstm", "linear", (0, 1, 2), None),
     ("mnist", "cnn", 4, (0, 1, 2), None),
     ("mnist", "cnn", 16, (0,), None),
 )
