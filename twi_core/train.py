@@ -524,10 +524,15 @@ def continue_from(shorter_dir: str | os.PathLike, config: TrainConfig, run_dir: 
     return True
 
 
-def _head_dtype(device: torch.device) -> torch.dtype:
-    from twi_core.models.head import training_dtype
+def _head_dtype(device: torch.device, model: torch.nn.Module) -> torch.dtype:
+    """The dtype ``model``'s per-pixel head trained in (:func:`twi_core.models.head.training_dtype` at its width)."""
+    from twi_core.models.head import head_width, training_dtype
+    from twi_core.models.readouts import PixelMLP
 
-    return training_dtype(device)
+    heads = [m for m in model.modules() if isinstance(m, PixelMLP)]
+    if not heads:
+        return training_dtype(device)
+    return training_dtype(device, head_width([m.weight for m in heads[0].layers if isinstance(m, torch.nn.Linear)]))
 
 
 def _make_capturable(optimizer: torch.optim.Optimizer) -> None:
@@ -724,7 +729,7 @@ def fit(config: TrainConfig, run_dir: str | os.PathLike, *, device: str | torch.
         device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu.model_name(),
         torch_version=torch.__version__, train_step="graphed" if graph else "eager",
         training_format=TRAINING_FORMAT, recipe=config.recipe, images_seen=images_seen, stopped_by=stopped_by,
-        head_dtype=str(_head_dtype(dev)).removeprefix("torch."),
+        head_dtype=str(_head_dtype(dev, model)).removeprefix("torch."),
         wall_time_s=elapsed_before + (time.perf_counter() - t_start), started=started, finished=_now(),
         data_source=source, n_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         n_images=n_images, continued_from=continued_from, labels=dict(labels or {}))

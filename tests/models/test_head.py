@@ -201,11 +201,14 @@ def test_forward_after_first_continues_the_head(fused):
 def test_training_dtype_follows_the_setting(monkeypatch):
     monkeypatch.setenv("TWI_HEAD_BF16", "1")
     assert head_module.training_dtype("cpu") == torch.bfloat16
+    assert head_module.training_dtype("cpu", width=32) == torch.bfloat16   # forced: any width
     assert head_module.training_dtype("cuda") == torch.float32          # CUDA: fp32 here (TF32 is a separate option)
     monkeypatch.setenv("TWI_HEAD_BF16", "0")
     assert head_module.training_dtype("cpu") == torch.float32
     monkeypatch.setenv("TWI_HEAD_BF16", "auto")
     assert head_module.training_dtype("cpu") == (torch.bfloat16 if head_module.cpu_has_bf16() else torch.float32)
+    assert head_module.training_dtype("cpu", width=256) == head_module.training_dtype("cpu")
+    assert head_module.training_dtype("cpu", width=32) == torch.float32     # narrow heads stay fp32 (slower in bf16)
     monkeypatch.setenv("TWI_HEAD_BF16", "yes")
     with pytest.raises(ValueError, match=r"TWI_HEAD_BF16='yes'; expected one of \['auto', '0', '1'\]"):
         head_module.training_dtype("cpu")

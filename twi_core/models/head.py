@@ -47,7 +47,8 @@ from twi_core import _cpu
 from twi_core.models import workspace as _workspace  # its WORKSPACE, looked up at call time (tests swap it)
 from twi_core.models.workspace import Workspace, clear_workspace  # noqa: F401  (their old home; documented there)
 
-__all__ = ["MIN_BF16_SPEEDUP", "bf16_gemm_speedup", "cpu_has_bf16", "pixel_mlp", "training_dtype"]
+__all__ = ["MIN_BF16_SPEEDUP", "MIN_BF16_WIDTH", "bf16_gemm_speedup", "cpu_has_bf16", "head_width", "pixel_mlp",
+           "training_dtype"]
 
 
 
@@ -98,11 +99,23 @@ def cpu_has_bf16() -> bool:
 HEAD_BF16_CHOICES = ("auto", "0", "1")
 
 
-def training_dtype(device: torch.device | str = "cpu") -> torch.dtype:
+#: ``auto`` trains a head in bf16 only if its widest hidden layer has at least this many units: bf16 GEMMs pay for the
+#: 256-wide heads of Tetrominoes, MNIST and Polygons, but the Multi-MNIST NWM's 32-wide head trained slower in bf16
+#: (0.99 against 0.79 s a step, batch 4, idle 2-core AMD EPYC): its GEMMs are too small to repay the conversions.
+MIN_BF16_WIDTH = 128
+
+
+def head_width(weights: Sequence[torch.Tensor]) -> int:
+    """The widest hidden layer of a head given by its weights (its input width if it has no hidden layer)."""
+    return max(w.shape[0] for w in weights[:-1]) if len(weights) > 1 else int(weights[0].shape[1])
+
+
+def training_dtype(device: torch.device | str = "cpu", width: int | None = None) -> torch.dtype:
     """The dtype of the fused head's training GEMMs on ``device``: ``torch.bfloat16`` or ``torch.float32``.
 
-    ``$TWI_HEAD_BF16`` = ``auto`` (default; bf16 where :func:`cpu_has_bf16`), ``1`` (bf16 on any CPU)
-    or ``0`` (fp32). CUDA devices always train the head in fp32 here (their speed-up is TF32, a separate option).
+    ``$TWI_HEAD_BF16`` = ``auto`` (default; bf16 where :func:`cpu_has_bf16`, for heads whose ``width``, see
+    :func:`head_width`, is at least :data:`MIN_BF16_WIDTH` or not given), ``1`` (bf16 on any CPU, any width) or ``0``
+    (fp32). CUDA devices always train the head in fp32 here (their speed-up is TF32, a separate option).
 
     Raises
     ------
@@ -119,7 +132,10 @@ def training_dtype(device: torch.device | str = "cpu") -> torch.dtype:
         raise ValueError(f"TWI_HEAD_BF16={choice!r}; expected one of {list(HEAD_BF16_CHOICES)}")
     if torch.device(device).type != "cpu" or choice == "0":
         return torch.float32
-    return torch.bfloat16 if choice == "1" or cpu_has_bf16() else torch.float32
+    if choice == "1":
+        return torch.bfloat16
+    wide = width is None or width >= MIN_BF16_WIDTH
+    return torch.bfloat16 if wide and cpu_has_bf16() else torch.float32
 
 
 def _forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], *,
@@ -207,7 +223,8 @@ def pixel_mlp(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in (*weights, *biases))):
         params = [t for pair in zip(weights, biases) for t in pair]
         if dtype is None:
-            dtype = training_dtype(flat.device) if flat.dtype == torch.float32 else flat.dtype
+            dtype = (training_dtype(flat.device, head_width(weights)) if flat.dtype == torch.float32
+                     else flat.dtype)
         logits = _PixelMLPFunction.apply(flat, dtype, *params)
     else:
         logits = _forward(flat, weights, biases, keep=False)[0]
