@@ -39,7 +39,8 @@ NOMINAL_GFLOPS = 138.0
 
 def machine() -> dict[str, Any]:
     """A short description of where a measurement ran (CPU model, threads, torch version, device, whether the
-    engine's CPU recurrence ran in its C library or in torch kernels, and the dtype the head trains in on the CPU)."""
+    engine's CPU recurrence ran in its C library or in torch kernels, and the dtype a wide head trains in on the CPU:
+    narrower heads than :data:`twi_core.models.head.MIN_BF16_WIDTH` train in fp32)."""
     from twi_core import _cpu
     from twi_core.models import _native
     from twi_core.models.head import training_dtype
@@ -47,7 +48,7 @@ def machine() -> dict[str, Any]:
     return {"cpu": _cpu.model_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "cpu_kernels": "C library" if _native.available() else f"torch ({_native.unavailable_reason()})",
-            "cpu_head_dtype": str(training_dtype("cpu")).removeprefix("torch.")}
+            "cpu_wide_head_dtype": str(training_dtype("cpu")).removeprefix("torch.")}
 
 
 def save_results(path, result: dict[str, Any]) -> None:
