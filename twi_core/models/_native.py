@@ -37,8 +37,8 @@ import torch
 from twi_core import _cpu
 from twi_core.paths import cache_root
 
-__all__ = ["MAX_CHANNELS", "MIX_BLOCK", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment", "available",
-           "forward_segment", "library_path", "mix_absorb", "mix_adjoint", "mix_supported", "supports",
+__all__ = ["MAX_CHANNELS", "MIX_BLOCK", "WIDE_CHANNELS", "WIDE_MAX_CHANNELS", "WIDE_WIDTH", "adjoint_segment",
+           "available", "forward_segment", "library_path", "mix_absorb", "mix_adjoint", "mix_supported", "supports",
            "unavailable_reason"]
 
 log = logging.getLogger(__name__)

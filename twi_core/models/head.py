@@ -26,12 +26,13 @@ process-wide pool of :mod:`twi_core.models.workspace` (which the NWM rollout sha
 
 bf16 training where the CPU has it. The head is about 86 % of a Tetrominoes training step's FLOPs, and on CPUs with
 AMX (``amx_bf16``) a bf16 GEMM runs about 2.8× faster than fp32 (380 against 137 GFLOP/s at the head's shapes on the
-2-core development VM); on an AMD EPYC with ``avx512_bf16`` about 6× (:func:`cpu_has_bf16` measures it there). With :func:`training_dtype` ``bfloat16`` the fused head computes its GEMMs, its saved
-activations and its backward in bf16 while the weights (the optimiser's master copy), their gradients, the bias
-gradients (summed in fp32), the logits and the gradient handed back to the readout stay fp32. Only the training
-forward and backward change: evaluation (no gradient) always runs in fp32, so reported metrics are fp32 metrics. The
-choice is ``$TWI_HEAD_BF16``: ``auto`` (default: on where :func:`cpu_has_bf16`, i.e. AMX, or ``avx512_bf16`` with a
-measured speed-up; off on CUDA and elsewhere), ``1`` or ``0``; :func:`twi_core.train.fit` records it in ``result.json`` (``head_dtype``).
+2-core development VM); on an AMD EPYC with ``avx512_bf16`` about 6× (:func:`cpu_has_bf16` measures it there). With
+:func:`training_dtype` ``bfloat16`` the fused head computes its GEMMs, its saved activations and its backward in bf16
+while the weights (the optimiser's master copy), their gradients, the bias gradients (summed in fp32), the logits and
+the gradient handed back to the readout stay fp32. Only the training forward and backward change: evaluation (no
+gradient) always runs in fp32, so reported metrics are fp32 metrics. The choice is ``$TWI_HEAD_BF16``: ``auto``
+(default: on where :func:`cpu_has_bf16`, for heads at least :data:`MIN_BF16_WIDTH` wide; off on CUDA and elsewhere),
+``1`` or ``0``; :func:`twi_core.train.fit` records it in ``result.json`` (``head_dtype``).
 """
 
 from __future__ import annotations
