@@ -7,6 +7,9 @@ Usage::
     python benchmarks/bench_multi_mnist.py --authors ~/src/traveling-waves-integrate --json book/_data/perf_mm.json
     python benchmarks/bench_multi_mnist.py --smoke                          # CI: B = 1, 32×32, T = 10
 
+The Performance appendix shows every ``book/_data/perf_mm*.json`` side by side, one per machine measured (e.g.
+``perf_mm_intel_xeon.json``): the ratios differ between CPUs.
+
 A step is forward, cross-entropy and backward (the optimiser's update is the same for all three). ``--authors`` is a
 checkout of KempnerInstitute/traveling-waves-integrate, kept outside this repository: its ``utils.make_model`` builds
 their ``cornn_model2`` with the configuration of their Multi-MNIST script (``linear_smaller4``, 16 hidden channels),
