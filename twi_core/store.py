@@ -12,7 +12,10 @@ always    ignore the shipped store: whatever the user's store lacks is trained t
 
 A shipped run folder (named like a user-store folder, ``<slug>-<key>``) holds ``result.json`` and, for the runs pages
 draw from, ``checkpoint.pt`` with its floating-point tensors in half precision (a test re-evaluates stored runs from
-their checkpoints and finds the test metrics unchanged to 0.005). ``MANIFEST.json`` lists the SHA-256 and size of every
+their checkpoints and finds the test metrics unchanged to 0.005). The Polygons runs of chapter 5's Figure 10 also hold
+``wavelengths.json``, the wavelength statistics of each epoch checkpoint
+(:func:`twi_core.chapters.ch5_wavelengths.summarise_shipped`), and keep the epoch checkpoints themselves only for seed
+0, whose statistics a test recomputes from them (4 MB a seed saved). ``MANIFEST.json`` lists the SHA-256 and size of every
 file; a file that does not match is never served (:func:`find`), and ``python -m twi_core.store verify`` lists every
 mismatch. Keys hash the configuration and :data:`twi_core.train.TRAINING_FORMAT`, not the package version, so a
 release does not orphan the store.
@@ -71,7 +74,9 @@ PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
     ("mnist", "nwm", "linear", (0, 1, 2), None),
     ("mnist", "lstm", "linear", (0, 1, 2), None),
     ("mnist", "cnn", 4, (0, 1, 2), None),
-    ("mnist", "cnn", 16, (0,), None),
+    ("mnist", "cnn", 16, (0, 1, 2), None),
+    ("tetrominoes", "nwm", "mean", (0,), None),
+    ("tetrominoes", "nwm", "max", (0,), None),
 )
 
 
@@ -87,7 +92,8 @@ PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
 NO_RESUME_STATE = frozenset({"mnist-lstm-linear", "mnist-cnn-4", "mnist-cnn-16", "tetrominoes-cnn-8",
                              "tetrominoes-nwm-fft", "tetrominoes-lstm-last", "tetrominoes-cnn-16",
                              "tetrominoes-cnn-4", "mnist-nwm-linear", "tetrominoes-nwm-linear",
-                             "tetrominoes-cnn-2", "tetrominoes-nwm-last", "tetrominoes-lstm-linear"})
+                             "tetrominoes-cnn-2", "tetrominoes-nwm-last", "tetrominoes-lstm-linear",
+                             "tetrominoes-nwm-mean", "tetrominoes-nwm-max"})
 
 
 def plan_epochs(dataset: str, family: str, variant: Any) -> int:

@@ -52,3 +52,19 @@ def test_time_to_accuracy_one_row_per_model_and_the_time_to_a_target():
     assert rows == ["CNN L = 4", "Conv-LSTM-linear", "NWM-linear"]
     assert len(fig.axes[4].get_lines()) == 3          # NWM row: two recipes and the target line
     plt.close(fig)
+
+
+def test_the_stored_time_to_accuracy_measurements_set_both_nwm_settings_side_by_side():
+    """Every machine's stored measurement has the NWM-linear under the authors' protocol and the fast recipe at
+    12,000 images, so the appendix's cross-machine table has both rows in every column group."""
+    from twi_core.chapters import time_to_accuracy as tta
+
+    measured = tta.load_all(Path(__file__).resolve().parents[2] / "book" / "_data")
+    assert measured, "no book/_data/time_to_accuracy*.json"
+    table = tta.machines_table(measured, model="NWM-linear", threshold=0.8)
+    assert list(table.index[:2]) == ["authors' protocol (B 16)", "fast recipe (lr 0.001, B 4)"]
+    assert len({machine for machine, _ in table.columns}) == len(measured)
+    for name, data in measured.items():
+        assert data["machine"]["cpu"], name
+        for curve in data["curves"]:
+            assert curve["history"][-1]["images_seen"] == curve["n_train"] * len(curve["history"]), name

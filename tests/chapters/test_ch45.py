@@ -237,3 +237,51 @@ def test_the_correlation_check_can_hold_fail_and_be_untestable():
     per_seed, summary = ch5.correlations(curves)
     caption = ch5.figure10_caption(s, per_seed, summary, claim)
     assert "**holds**" in caption and "500 within-seed permutations" in caption
+
+
+# -- Figure 10 from stored statistics instead of epoch checkpoints -----------------------------------------------------
+
+def test_ch5_stored_statistics_stand_in_for_the_epoch_checkpoints(tmp_cache):
+    """A run's wavelengths.json gives the figure exactly what its epoch checkpoints give, and is used only for the
+    settings and images it was computed on; without either, the error names both."""
+    import shutil
+
+    from twi_core.train import EPOCH_DIR
+
+    s = ch5.settings("smoke", extra_seeds=[1])
+    runs = ch5.figure10_runs(s, store=tmp_cache / "runs", progress=False)
+    computed, hists = ch5.figure10(s, runs)
+    assert set(computed["source"]) == {"computed"}
+    run = runs[1]
+    path = ch5.write_epoch_statistics(run, s)
+    assert path.name == ch5.STATS_FILE and ch5.stored_statistics(run, s) is not None
+    shutil.rmtree(run.path / EPOCH_DIR)
+    stored, stored_hists = ch5.figure10(s, runs)
+    trained = stored[(stored["seed"] == 1) & (stored["epoch"] >= 1)]
+    assert len(trained) == run.config.epochs and set(trained["source"]) == {"stored statistics"}
+    pd.testing.assert_frame_equal(stored.drop(columns="source"), computed.drop(columns="source"))
+    for key, hist in hists.items():
+        np.testing.assert_array_equal(stored_hists[key], hist)
+    # other settings: the statistics do not apply, and the checkpoints are gone
+    other = ch5.settings("smoke", extra_seeds=[1], threshold=2.0)
+    assert ch5.stored_statistics(run, other) is None
+    with pytest.raises(ValueError, match=rf"neither its epoch checkpoints .*{ch5.STATS_FILE}"):
+        ch5.figure10(other, runs)
+
+
+def test_ch5_shipped_statistics_recompute_from_seed_zeros_epoch_checkpoints(monkeypatch):
+    """The shipped Figure 10 runs carry their statistics; seed 0 keeps its epoch checkpoints, and recomputing from
+    them gives the stored numbers."""
+    from twi_core import store
+
+    monkeypatch.setenv("TWI_PRESET", "book")
+    s = ch5.settings("book")
+    found = {seed: store.find(config) for seed, config in ch5.figure10_configs(s)}
+    assert all(run is not None for run in found.values()), [seed for seed, run in found.items() if run is None]
+    for run in found.values():
+        assert ch5.stored_statistics(run, s) is not None, run.path.name
+    fresh = ch5.epoch_statistics(found[0], s)
+    stored = ch5.stored_statistics(found[0], s)
+    for epoch, entry in stored["epochs"].items():
+        for name, value in entry.items():
+            np.testing.assert_allclose(fresh["epochs"][epoch][name], value, rtol=0, atol=1e-9, err_msg=f"{epoch} {name}")

@@ -9,7 +9,8 @@ Three parts, each a few calls from the notebook:
    hidden states on a fixed set of validation images give the distribution of wavelengths and the share of locations
    above the 1.5 px threshold, paired with the validation loss at the same checkpoint. Extra seeds (four at the ``book``
    preset on seed 0's schedule, one on a shorter schedule at ``smoke``; stated on the page) give the spread of the
-   correlation.
+   correlation. The shipped runs carry these statistics (:data:`STATS_FILE`, written by ``python -m
+   twi_core.chapters.ch5_wavelengths summarise``) instead of every epoch checkpoint; seed 0 keeps its checkpoints.
 3. :func:`separability_table`: space–time separability and the travelling index
    (:mod:`twi_core.analysis.separability`) of the hidden states of trained NWMs, a trained Conv-LSTM, and untrained
    NWMs, reusing chapters 2 and 3's runs.
@@ -17,6 +18,7 @@ Three parts, each a few calls from the notebook:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,8 @@ from twi_core.analysis import separability as sep
 from twi_core.analysis import wavelength as wl
 
 __all__ = ["TABLE", "BINS", "settings", "describe", "synthetic_validation", "figure10_configs", "figure10_runs",
-           "initial_model", "figure10", "correlations", "figure10_claim", "figure10_caption", "separability_models", "separability_table"]
+           "initial_model", "STATS_FILE", "checkpoint_statistics", "epoch_statistics",
+           "write_epoch_statistics", "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption", "separability_models", "separability_table"]
 
 #: Wavelength histogram bin edges (px), logarithmic from 1 to 256.
 BINS = np.geomspace(1.0, 256.0, 49)
@@ -160,50 +163,150 @@ def _states(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) -
     return logits_and_states(model, images, batch_size=batch_size, states=True)
 
 
+#: The file in a run folder that holds :func:`epoch_statistics` of its epoch checkpoints, so that a shipped run need
+#: not keep the checkpoints themselves (0.8 MB each in half precision at T = 500; 4 MB a seed).
+STATS_FILE = "wavelengths.json"
+
+
+def _analysis(s: presets.Settings) -> dict[str, Any]:
+    """The settings a checkpoint's wavelength statistics depend on (stored with them, compared before reuse)."""
+    return {"n_wave": int(s.n_wave), "threshold": float(s.threshold), "scheme": s.scheme, "trim": float(s.trim),
+            "time_stride": int(s.time_stride), "bins": [float(b) for b in BINS]}
+
+
+def _wave_images(config, s: presets.Settings) -> torch.Tensor:
+    """The validation images whose hidden states are analysed: the first ``n_wave`` of the run's validation split."""
+    from twi_core import data
+
+    return data.load(config.dataset, "val", n=config.n_val).images[:s.n_wave]
+
+
+def _fingerprint(images: torch.Tensor) -> str:
+    """SHA-256 of the analysed images' bytes: stored statistics are reused only for the very same images."""
+    import hashlib
+
+    return hashlib.sha256(images.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def checkpoint_statistics(model: torch.nn.Module, images: torch.Tensor, s: presets.Settings
+                          ) -> tuple[dict[str, float], np.ndarray]:
+    """The wavelength statistics of one checkpoint on ``images`` (:func:`figure10`'s columns, without the loss).
+
+    Returns
+    -------
+    stats : dict
+        ``frac_above`` (share of defined locations above ``threshold``, the paper's scheme), ``frac_above_forward``
+        (the same with forward differences), ``median_wavelength`` and ``frac_uniform`` (share with a wavelength beyond
+        the image side).
+    hist : numpy.ndarray
+        Densities of the finite wavelengths over :data:`BINS`.
+    """
+    _, states = _states(model, images)
+    fields = wl.wavelength_fields(states, schemes=(s.scheme, "forward"), time_axis=1, periodic=True,
+                                  trim=s.trim, time_stride=s.time_stride)
+    lam = fields[s.scheme]
+    side = states.shape[-1]
+    defined = lam[~np.isnan(lam)]
+    stats = {"frac_above": wl.fraction_above(lam, s.threshold),
+             "frac_above_forward": wl.fraction_above(fields["forward"], s.threshold),
+             "median_wavelength": float(np.median(defined)) if defined.size else float("nan"),
+             "frac_uniform": float(np.mean(defined > side)) if defined.size else float("nan")}
+    return stats, wl.wavelength_histogram(lam, bins=BINS)
+
+
+def epoch_statistics(run, s: presets.Settings) -> dict[str, Any]:
+    """:func:`checkpoint_statistics` of every epoch checkpoint of ``run`` (epochs 1 to its last), with the settings
+    and the fingerprint of the images they were computed on: what :data:`STATS_FILE` holds."""
+    images = _wave_images(run.config, s)
+    epochs = {}
+    for epoch in range(1, run.config.epochs + 1):
+        stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
+        epochs[str(epoch)] = {**stats, "hist": [float(v) for v in hist]}
+    return {"format": 1, "key": run.record.key, "analysis": _analysis(s), "images_sha256": _fingerprint(images),
+            "epochs": epochs}
+
+
+def write_epoch_statistics(run, s: presets.Settings) -> Path:
+    """Compute :func:`epoch_statistics` of ``run`` and write them to its :data:`STATS_FILE`; the path written."""
+    from twi_core._io import atomic_write_json
+
+    return atomic_write_json(run.path / STATS_FILE, epoch_statistics(run, s))
+
+
+def stored_statistics(run, s: presets.Settings, images: torch.Tensor | None = None) -> dict[str, Any] | None:
+    """The run's :data:`STATS_FILE` when it was computed for this run, with these settings, on these images, and
+    covers every epoch; None otherwise (then the statistics come from the epoch checkpoints)."""
+    from twi_core._io import read_json
+
+    path = run.path / STATS_FILE
+    if not path.exists():
+        return None
+    data = read_json(path)
+    images = _wave_images(run.config, s) if images is None else images
+    if (data.get("key") != run.record.key or data.get("analysis") != _analysis(s)
+            or data.get("images_sha256") != _fingerprint(images)
+            or set(data.get("epochs", {})) != {str(e) for e in range(1, run.config.epochs + 1)}):
+        return None
+    return data
+
+
 def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, dict[tuple[int, int], np.ndarray]]:
     """Wavelength statistics of every epoch checkpoint of every run (epoch 0 = the initialisation).
 
     The hidden states of the first ``n_wave`` validation images give, per checkpoint, the wavelength at every location,
     channel and (trimmed, every ``time_stride``-th) time step (:func:`twi_core.analysis.wavelength.wavelength_fields`,
-    periodic: the NWM pads circularly).
+    periodic: the NWM pads circularly). A run whose folder holds matching statistics (:func:`stored_statistics`, as
+    the shipped Polygons runs do) is read from them instead of its epoch checkpoints; the initialisation is always
+    computed.
 
     Returns
     -------
     curves : pandas.DataFrame
         One row per (seed, epoch): ``val_loss`` (the run's history; recomputed on the same validation images at epoch
         0), ``frac_above`` (share of defined locations above ``threshold``), ``median_wavelength``,
-        ``frac_uniform`` (share of locations with a wavelength beyond the image side), ``images_seen``.
+        ``frac_uniform`` (share of locations with a wavelength beyond the image side), ``images_seen``, and
+        ``source`` (``"computed"`` or ``"stored statistics"``).
     hists : dict
         ``{(seed, epoch): densities over BINS}`` of the finite wavelengths.
+
+    Raises
+    ------
+    ValueError
+        A run has neither the epoch checkpoints nor statistics for these settings.
     """
     from twi_core import data, metrics
+    from twi_core.train import EPOCH_DIR
 
     rows, hists = [], {}
     for seed, run in runs.items():
         cfg = run.config
         val = data.load(cfg.dataset, "val", n=cfg.n_val)
         images = val.images[:s.n_wave]
+        stored = stored_statistics(run, s, images)
         history = run.history.set_index("epoch") if len(run.history) else pd.DataFrame()
         n_train = run.record.n_images.get("train", cfg.n_train)
+        if stored is None and not all((run.path / EPOCH_DIR / f"epoch_{e:03d}.pt").exists()
+                                      for e in range(1, cfg.epochs + 1)):
+            raise ValueError(f"run {run.path.name} has neither its epoch checkpoints ({EPOCH_DIR}/) nor wavelength "
+                             f"statistics ({STATS_FILE}) for these settings {_analysis(s)} on these images; retrain it "
+                             f"with save_epoch_checkpoints=True or use the preset its statistics were computed at")
         for epoch in range(0, cfg.epochs + 1):
             if epoch == 0:
-                model = initial_model(cfg)
-                loss = metrics.evaluate(model, val, batch_size=cfg.batch_size)["pixel_loss"]
+                start = initial_model(cfg)
+                loss = metrics.evaluate(start, val, batch_size=cfg.batch_size)["pixel_loss"]
+                stats, hist = checkpoint_statistics(start, images, s)
+                source = "computed"
             else:
-                model = run.epoch_model(epoch)
                 loss = float(history.loc[epoch, "val_loss"])
-            _, states = _states(model, images)
-            fields = wl.wavelength_fields(states, schemes=(s.scheme, "forward"), time_axis=1, periodic=True,
-                                          trim=s.trim, time_stride=s.time_stride)
-            lam = fields[s.scheme]
-            side = states.shape[-1]
-            defined = lam[~np.isnan(lam)]
+                if stored is not None:
+                    entry = dict(stored["epochs"][str(epoch)])
+                    hist, stats, source = np.asarray(entry.pop("hist")), entry, "stored statistics"
+                else:
+                    stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
+                    source = "computed"
             rows.append({"seed": seed, "epoch": epoch, "images_seen": epoch * (n_train or 0), "val_loss": loss,
-                         "frac_above": wl.fraction_above(lam, s.threshold),
-                         "frac_above_forward": wl.fraction_above(fields["forward"], s.threshold),
-                         "median_wavelength": float(np.median(defined)) if defined.size else float("nan"),
-                         "frac_uniform": float(np.mean(defined > side)) if defined.size else float("nan")})
-            hists[(seed, epoch)] = wl.wavelength_histogram(lam, bins=BINS)
+                         **stats, "source": source})
+            hists[(seed, epoch)] = hist
     return pd.DataFrame(rows), hists
 
 
@@ -256,8 +359,9 @@ def figure10_claim(curves: pd.DataFrame, *, n_permutations: int = 10_000, from_e
 
 
 def figure10_caption(s: presets.Settings, per_seed: pd.DataFrame, summary: dict[str, float],
-                     claim: dict[str, Any]) -> str:
-    """Figure 10's caption (Markdown), every number and the verdict computed from the runs."""
+                     claim: dict[str, Any], curves: pd.DataFrame | None = None) -> str:
+    """Figure 10's caption (Markdown), every number and the verdict computed from the runs; with ``curves``
+    (:func:`figure10`'s) it also says which seeds' checkpoints were read from stored statistics."""
     n_r = int(per_seed["r"].notna().sum())
     if n_r == 0:
         spread = "undefined (a correlation needs at least 3 checkpoints per seed and a share that changes)"
@@ -280,6 +384,14 @@ def figure10_caption(s: presets.Settings, per_seed: pd.DataFrame, summary: dict[
         seeds = "fewer seeds than the paper's 5" if n_seeds < 5 else f"{n_seeds} seeds (the paper: 5)"
         text += (f" This is {seeds} and far less training; a Pearson r over {lo if lo == hi else f'{lo}–{hi}'} "
                  "checkpoints is a noisy number.")
+    if curves is not None and "source" in curves:
+        stored = sorted(int(k) for k in curves.loc[curves["source"] == "stored statistics", "seed"].unique())
+        if stored:
+            text += (f" The trained checkpoints of seed{'s' if len(stored) > 1 else ''} "
+                     f"{', '.join(map(str, stored))} are read from the wavelength statistics stored with "
+                     f"{'their runs' if len(stored) > 1 else 'its run'} (`{STATS_FILE}`, computed from the epoch "
+                     "checkpoints by this code; the store keeps seed 0's checkpoints, and a test recomputes its "
+                     "statistics from them); the initialisations are computed here.")
     return text
 
 
@@ -362,3 +474,63 @@ def separability_table(s: presets.Settings, models: dict[str, dict[str, Any]]
         norm = s2[moving] / total[moving][:, None]
         spectra[label] = norm.mean(0) if len(norm) else np.full(s2.shape[-1], np.nan)
     return pd.DataFrame(rows), spectra
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The shipped store: statistics instead of epoch checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0,), drop: bool = False,
+                      root: str | Path | None = None) -> list[Path]:
+    """Write :data:`STATS_FILE` into every shipped run of :func:`figure10_configs` at ``preset``, and with ``drop``
+    remove the epoch checkpoints of the seeds not in ``keep_epochs`` (seed 0 keeps them by default, so a test can
+    recompute its statistics from them), then rewrite the store's manifest. Returns the statistics files written.
+
+    Raises
+    ------
+    LookupError
+        A run of the figure is not in the shipped store.
+    """
+    import shutil
+
+    from twi_core import store
+    from twi_core.train import EPOCH_DIR
+
+    s = settings(preset)
+    root = Path(root) if root is not None else store.shipped_dir()
+    written = []
+    for seed, config in figure10_configs(s):
+        run = store.find(config, root=root)
+        if run is None:
+            raise LookupError(f"seed {seed} of Figure 10 at preset {preset!r} (key {config.key()}) is not in {root}")
+        if stored_statistics(run, s) is None:
+            written.append(write_epoch_statistics(run, s))
+            store.write_manifest(root)  # the next find() checks this run's folder against the manifest
+        if drop and seed not in keep_epochs and (run.path / EPOCH_DIR).exists():
+            shutil.rmtree(run.path / EPOCH_DIR)
+    store.write_manifest(root)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m twi_core.chapters.ch5_wavelengths summarise [--drop-epochs]``: :func:`summarise_shipped`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m twi_core.chapters.ch5_wavelengths",
+                                     description="Figure 10's wavelength statistics in the shipped run store")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("summarise", help=f"write {STATS_FILE} into the shipped Figure 10 runs")
+    p.add_argument("--preset", default="book")
+    p.add_argument("--drop-epochs", action="store_true",
+                   help="then remove the epoch checkpoints of every seed but those of --keep-epochs")
+    p.add_argument("--keep-epochs", type=int, nargs="*", default=[0], help="seeds that keep them (default 0)")
+    args = parser.parse_args(argv)
+    for path in summarise_shipped(args.preset, keep_epochs=tuple(args.keep_epochs), drop=args.drop_epochs):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

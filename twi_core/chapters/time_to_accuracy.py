@@ -1,8 +1,10 @@
 """The Performance appendix's "Time to accuracy" section: learning curves of the two recipes, and the time to a target.
 
-The curves come from ``benchmarks/time_to_accuracy.py`` (stored in ``book/_data/time_to_accuracy.json``): validation
-FG-IoU after every epoch against images seen and against wall time, for the authors' protocol (``recipe="paper"``,
-constant Adam 1e-3) and the fast recipe (:mod:`twi_core.recipes`), on one machine (stated in the file).
+The curves come from ``benchmarks/time_to_accuracy.py`` (stored in ``book/_data/time_to_accuracy*.json``, one file per
+machine): validation FG-IoU after every epoch against images seen and against wall time, for the authors' protocol
+(``recipe="paper"``, constant Adam 1e-3) and the fast recipe (:mod:`twi_core.recipes`), each file on one machine
+(stated in it). Machines differ in speed, not in what a run learns from the same images, so :func:`machines_table` sets
+one model's settings side by side across the machines.
 
 Examples
 --------
@@ -21,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["load", "first_reaching", "setting", "summary_table", "summary_text", "figure"]
+__all__ = ["load", "load_all", "first_reaching", "setting", "summary_table", "summary_text", "machines_table", "stored_reaching",
+           "figure"]
 
 
 def load(path: str | Path) -> dict[str, Any] | None:
@@ -30,6 +33,12 @@ def load(path: str | Path) -> dict[str, Any] | None:
     from twi_core._io import read_json
 
     return read_json(path) if Path(path).exists() else None
+
+
+def load_all(directory: str | Path) -> dict[str, dict[str, Any]]:
+    """Every stored measurement ``time_to_accuracy*.json`` in ``directory``, keyed by file name without ``.json``
+    (one file per machine), in name order; empty when there is none."""
+    return {path.stem: load(path) for path in sorted(Path(directory).glob("time_to_accuracy*.json"))}
 
 
 def first_reaching(curve: dict[str, Any], threshold: float) -> dict[str, Any] | None:
@@ -133,6 +142,76 @@ def summary_text(data: dict[str, Any], *, threshold: float = 0.8) -> str:
             text += f"; no curve reached {threshold}."
         lines.append(text)
     return "\n".join(lines)
+
+
+def machines_table(measurements: dict[str, dict[str, Any]], *, model: str = "NWM-linear",
+                   threshold: float = 0.8) -> pd.DataFrame:
+    """One model's settings (rows) across machines (column groups): the final validation FG-IoU, and the minutes and
+    images to ``threshold``, from each machine's :func:`summary_table`.
+
+    Parameters
+    ----------
+    measurements
+        ``{name: measurement}`` as :func:`load_all` returns; a machine's columns are labelled with its CPU and the
+        name, since two files may come from CPUs of one model name.
+    model, threshold
+        The model label (:func:`summary_table`'s ``model`` column) and the validation FG-IoU to reach.
+
+    Examples
+    --------
+    >>> def run(recipe, batch, ious, minutes):
+    ...     return {"family": "nwm", "variant": "linear", "recipe": recipe, "lr": 1e-3, "batch_size": batch,
+    ...             "n_train": 2000, "history": [{"images_seen": 2000 * (i + 1), "elapsed_s": 60.0 * m, "val_fg_iou": v}
+    ...                                          for i, (v, m) in enumerate(zip(ious, minutes))]}
+    >>> a = {"machine": {"cpu": "A"}, "curves": [run("paper", 16, [0.5, 0.7], [2, 4]), run("fast", 4, [0.6, 0.9], [3, 6])]}
+    >>> b = {"machine": {"cpu": "B"}, "curves": [run("fast", 4, [0.6, 0.85], [1, 2])]}
+    >>> table = machines_table({"time_to_accuracy": a, "time_to_accuracy_b": b})
+    >>> table[("B (time_to_accuracy_b)", "minutes to 0.8")].tolist()
+    ['not run', 2.0]
+    >>> table[("A (time_to_accuracy)", "minutes to 0.8")].tolist()
+    ['not reached', 6.0]
+    """
+    columns: dict[tuple[str, str], dict[str, Any]] = {}
+    keep = ("final val FG-IoU", f"minutes to {threshold}", f"images to {threshold}")
+    for name, data in measurements.items():
+        table = summary_table(data, threshold=threshold)
+        if "setting" not in table:
+            continue
+        rows = table[table["model"] == model].set_index("setting")
+        label = f"{data.get('machine', {}).get('cpu', '?')} ({name})"
+        for column in keep:
+            columns[(label, column)] = rows[column].to_dict()
+    frame = pd.DataFrame(columns)
+    if frame.empty:
+        return frame
+    # the authors' protocol first, then the fast recipe, then the constant rate at other batches
+    order = sorted(frame.index, key=lambda s: (not s.startswith("authors"), not s.startswith("fast"), s))
+    frame = frame.loc[order]
+    frame.index.name = f"{model}: setting"
+    return frame.astype(object).where(frame.notna(), "not run")
+
+
+def stored_reaching(*, threshold: float = 0.8, dataset: str = "tetrominoes", family: str = "nwm",
+                    variant: Any = "linear", seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+    """When the shipped store's runs of one model (the authors' protocol on the full training split,
+    :func:`twi_core.store.store_config`) first reached ``threshold`` on validation FG-IoU: one row per stored seed
+    (images seen and minutes, or "not reached"), with the CPU it trained on. This reaches beyond the 12,000 images of
+    the curves above, where the authors' protocol has not got there yet."""
+    from twi_core import store
+
+    rows = []
+    for seed in seeds:
+        run = store.find(store.store_config(dataset, family, variant, seed=seed))
+        if run is None:
+            continue
+        curve = {"history": run.result["history"]}
+        reach = first_reaching(curve, threshold)
+        last = run.result["history"][-1]
+        rows.append({"seed": seed, "device": run.result.get("device_name"), "batch": run.config.batch_size,
+                     f"images to {threshold}": reach["images_seen"] if reach else "not reached",
+                     f"minutes to {threshold}": reach["minutes"] if reach else "not reached",
+                     "images seen": last["images_seen"], "final val FG-IoU": round(last["val_fg_iou"], 3)})
+    return pd.DataFrame(rows)
 
 
 def figure(data: dict[str, Any], *, threshold: float = 0.8):
