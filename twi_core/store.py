@@ -77,6 +77,8 @@ PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
     ("mnist", "cnn", 16, (0, 1, 2), None),
     ("tetrominoes", "nwm", "mean", (0,), None),
     ("tetrominoes", "nwm", "max", (0,), None),
+    ("tetrominoes", "lstm", "fft", (0,), None),
+    ("tetrominoes", "lstm", "mean", (0,), None),
 )
 
 
@@ -93,7 +95,8 @@ NO_RESUME_STATE = frozenset({"mnist-lstm-linear", "mnist-cnn-4", "mnist-cnn-16",
                              "tetrominoes-nwm-fft", "tetrominoes-lstm-last", "tetrominoes-cnn-16",
                              "tetrominoes-cnn-4", "mnist-nwm-linear", "tetrominoes-nwm-linear",
                              "tetrominoes-cnn-2", "tetrominoes-nwm-last", "tetrominoes-lstm-linear",
-                             "tetrominoes-nwm-mean", "tetrominoes-nwm-max"})
+                             "tetrominoes-nwm-mean", "tetrominoes-nwm-max", "tetrominoes-lstm-fft",
+                             "tetrominoes-lstm-mean"})
 
 
 def plan_epochs(dataset: str, family: str, variant: Any) -> int:
