@@ -14,10 +14,10 @@ A shipped run folder (named like a user-store folder, ``<slug>-<key>``) holds ``
 draw from, ``checkpoint.pt`` with its floating-point tensors in half precision (a test re-evaluates stored runs from
 their checkpoints and finds the test metrics unchanged to 0.005). The Polygons runs of chapter 5's Figure 10 also hold
 ``wavelengths.json``, the wavelength statistics of each epoch checkpoint
-(:func:`twi_core.chapters.ch5_wavelengths.summarise_shipped`), and keep the epoch checkpoints themselves only for seed
-0, whose statistics a test recomputes from them (4 MB a seed saved). ``MANIFEST.json`` lists the SHA-256 and size of every
-file; a file that does not match is never served (:func:`find`), and ``python -m twi_core.store verify`` lists every
-mismatch. Keys hash the configuration and :data:`twi_core.train.TRAINING_FORMAT`, not the package version, so a
+(:func:`twi_core.chapters.ch5_wavelengths.summarise_shipped`), and keep the epoch checkpoints themselves only for
+seed 0, whose statistics a test recomputes from them (4 MB a seed saved). ``MANIFEST.json`` lists the SHA-256 and
+size of every file; a file that does not match is never served (:func:`find`), and ``python -m twi_core.store verify``
+lists every mismatch. Keys hash the configuration and :data:`twi_core.train.TRAINING_FORMAT`, not the package version, so a
 release does not orphan the store.
 
 :data:`PLAN` is what the store is meant to hold; ``python -m twi_core.store train [--only SUBSTRING]`` trains what is

@@ -284,4 +284,5 @@ def test_ch5_shipped_statistics_recompute_from_seed_zeros_epoch_checkpoints(monk
     stored = ch5.stored_statistics(found[0], s)
     for epoch, entry in stored["epochs"].items():
         for name, value in entry.items():
-            np.testing.assert_allclose(fresh["epochs"][epoch][name], value, rtol=0, atol=1e-9, err_msg=f"{epoch} {name}")
+            np.testing.assert_allclose(fresh["epochs"][epoch][name], value, rtol=0, atol=1e-9,
+                                       err_msg=f"epoch {epoch}: {name}")

@@ -29,9 +29,10 @@ from twi_core import presets
 from twi_core.analysis import separability as sep
 from twi_core.analysis import wavelength as wl
 
-__all__ = ["TABLE", "BINS", "settings", "describe", "synthetic_validation", "figure10_configs", "figure10_runs",
-           "initial_model", "STATS_FILE", "checkpoint_statistics", "epoch_statistics",
-           "write_epoch_statistics", "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption", "separability_models", "separability_table"]
+__all__ = ["TABLE", "BINS", "STATS_FILE", "settings", "describe", "synthetic_validation", "figure10_configs",
+           "figure10_runs", "initial_model", "checkpoint_statistics", "epoch_statistics", "write_epoch_statistics",
+           "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption",
+           "separability_models", "separability_table", "summarise_shipped"]
 
 #: Wavelength histogram bin edges (px), logarithmic from 1 to 256.
 BINS = np.geomspace(1.0, 256.0, 49)

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["load", "load_all", "first_reaching", "setting", "summary_table", "summary_text", "machines_table", "stored_reaching",
-           "figure"]
+__all__ = ["load", "load_all", "first_reaching", "setting", "summary_table", "summary_text", "machines_table",
+           "stored_reaching", "figure"]
 
 
 def load(path: str | Path) -> dict[str, Any] | None:
@@ -163,7 +163,8 @@ def machines_table(measurements: dict[str, dict[str, Any]], *, model: str = "NWM
     ...     return {"family": "nwm", "variant": "linear", "recipe": recipe, "lr": 1e-3, "batch_size": batch,
     ...             "n_train": 2000, "history": [{"images_seen": 2000 * (i + 1), "elapsed_s": 60.0 * m, "val_fg_iou": v}
     ...                                          for i, (v, m) in enumerate(zip(ious, minutes))]}
-    >>> a = {"machine": {"cpu": "A"}, "curves": [run("paper", 16, [0.5, 0.7], [2, 4]), run("fast", 4, [0.6, 0.9], [3, 6])]}
+    >>> a = {"machine": {"cpu": "A"},
+    ...      "curves": [run("paper", 16, [0.5, 0.7], [2, 4]), run("fast", 4, [0.6, 0.9], [3, 6])]}
     >>> b = {"machine": {"cpu": "B"}, "curves": [run("fast", 4, [0.6, 0.85], [1, 2])]}
     >>> table = machines_table({"time_to_accuracy": a, "time_to_accuracy_b": b})
     >>> table[("B (time_to_accuracy_b)", "minutes to 0.8")].tolist()
