@@ -89,6 +89,13 @@ def test_pack_ships_the_epoch_checkpoints_halved(tiny, tmp_cache, tmp_path, ship
     before = (folder / "epochs" / "epoch_001.pt").read_bytes()
     assert store.pack([trained.path], root=shipped) == []          # packed already: nothing rewritten
     assert (folder / "epochs" / "epoch_001.pt").read_bytes() == before
+    # a run shipped without its epoch checkpoints (statistics stand in for them) does not get them back
+    import shutil
+
+    shutil.rmtree(folder / "epochs")
+    store.write_manifest(shipped)
+    assert store.pack([trained.path], root=shipped) == []
+    assert not (folder / "epochs").exists() and store.verify(shipped) == []
 
 
 def test_a_longer_run_continues_a_shipped_run_that_kept_its_state(tiny, tmp_cache, tmp_path, shipped, monkeypatch):

@@ -260,7 +260,8 @@ def _halve(state: dict) -> dict:
 def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | None = None,
          checkpoints: bool = True, resume_state: bool = False) -> list[Path]:
     """Copy finished runs into the shipped store (``result.json``, and ``checkpoint.pt`` and the per-epoch
-    checkpoints ``epochs/epoch_NNN.pt`` in half precision), then rewrite the manifest. With ``resume_state`` the
+    checkpoints ``epochs/epoch_NNN.pt`` in half precision, the latter not for a run shipped already without them),
+    then rewrite the manifest. With ``resume_state`` the
     run's ``state.pt`` is shipped too, unchanged, so that a later session can train the run further
     (:func:`twi_core.runs.obtain` continues a shipped shorter run). Runs packed already (the same ``result.json``
     and every file present) are left as they are. Returns the folders written."""
@@ -277,8 +278,11 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
         if run.status != runs.COMPLETE:
             continue
         dest = root / Path(source).name
-        weights = sorted(p.relative_to(run.path) for p in [run.path / "checkpoint.pt",
-                                                            *(run.path / "epochs").glob("epoch_*.pt")]
+        # A run shipped already without its epoch checkpoints (chapter 5's runs carry their statistics instead) does
+        # not get them back from a work store that still has them: what the store keeps of a run is decided once.
+        epochs = [] if (dest / "result.json").exists() and not (dest / "epochs").exists() else \
+            list((run.path / "epochs").glob("epoch_*.pt"))
+        weights = sorted(p.relative_to(run.path) for p in [run.path / "checkpoint.pt", *epochs]
                          if p.exists()) if checkpoints else []
         resume = resume_state and (run.path / "state.pt").exists()
         if not resume and (dest / "state.pt").exists():  # a run that no longer ships its resume state drops it
