@@ -68,7 +68,7 @@ PLAN: tuple[tuple[str, str, Any, tuple[int, ...], int | None], ...] = (
     ("tetrominoes", "lstm", "linear", (0, 1, 2), None),
     ("tetrominoes", "nwm", "last", (0, 1, 2), None),
     ("tetrominoes", "cnn", 8, (0, 1, 2), None),
-    ("tetrominoes", "nwm", "fft", (0,), None),
+    ("tetrominoes", "nwm", "fft", (0, 1, 2), None),
     ("tetrominoes", "lstm", "last", (0,), None),
     ("tetrominoes", "cnn", 16, (0, 1, 2), None),
     ("mnist", "nwm", "linear", (0, 1, 2), None),

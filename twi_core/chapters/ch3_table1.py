@@ -62,6 +62,7 @@ TABLE: dict[str, dict[str, Any]] = {
                       ["tetrominoes", "cnn", 8], ["tetrominoes", "nwm", "fft", {"seeds": 1}],
                       ["tetrominoes", "lstm", "last", {"seeds": 1}], ["tetrominoes", "cnn", 16],
                       ["tetrominoes", "nwm", "mean", {"seeds": 1}], ["tetrominoes", "nwm", "max", {"seeds": 1}],
+                      ["tetrominoes", "lstm", "fft", {"seeds": 1}], ["tetrominoes", "lstm", "mean", {"seeds": 1}],
                       ["mnist", "nwm", "linear"], ["mnist", "lstm", "linear"],
                       ["mnist", "cnn", 4], ["mnist", "cnn", 16]],
              "seeds": 3, "cnn_seeds": 3, "epochs": 2, "batch_size": 16, "lr": 1e-3, "n_train": 450, "n_val": 64,
