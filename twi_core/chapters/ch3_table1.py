@@ -59,7 +59,7 @@ TABLE: dict[str, dict[str, Any]] = {
     "book": {"rows": [["tetrominoes", "nwm", "linear"], ["tetrominoes", "nwm", "last"],
                       ["tetrominoes", "lstm", "linear"],
                       ["tetrominoes", "cnn", 4], ["tetrominoes", "cnn", 2],
-                      ["tetrominoes", "cnn", 8], ["tetrominoes", "nwm", "fft", {"seeds": 1}],
+                      ["tetrominoes", "cnn", 8], ["tetrominoes", "nwm", "fft"],
                       ["tetrominoes", "lstm", "last", {"seeds": 1}], ["tetrominoes", "cnn", 16],
                       ["tetrominoes", "nwm", "mean", {"seeds": 1}], ["tetrominoes", "nwm", "max", {"seeds": 1}],
                       ["tetrominoes", "lstm", "fft", {"seeds": 1}], ["tetrominoes", "lstm", "mean", {"seeds": 1}],
