@@ -30,8 +30,8 @@ from twi_core.analysis import separability as sep
 from twi_core.analysis import wavelength as wl
 
 __all__ = ["TABLE", "BINS", "STATS_FILE", "settings", "describe", "synthetic_validation", "figure10_configs",
-           "figure10_runs", "initial_model", "checkpoint_statistics", "epoch_statistics", "write_epoch_statistics",
-           "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption",
+           "figure10_runs", "initial_model", "initial_statistics", "checkpoint_statistics", "epoch_statistics",
+           "write_epoch_statistics", "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption",
            "separability_models", "separability_table", "summarise_shipped"]
 
 #: Wavelength histogram bin edges (px), logarithmic from 1 to 256.
@@ -215,15 +215,33 @@ def checkpoint_statistics(model: torch.nn.Module, images: torch.Tensor, s: prese
     return stats, wl.wavelength_histogram(lam, bins=BINS)
 
 
+def initial_statistics(config, s: presets.Settings, images: torch.Tensor | None = None
+                       ) -> tuple[dict[str, float], np.ndarray]:
+    """Epoch 0 of :func:`figure10`: :func:`checkpoint_statistics` of the run's initialisation (:func:`initial_model`),
+    plus its ``val_loss`` on the run's whole validation split (what the run's history gives for every later epoch).
+
+    The validation pass is most of the cost (the T = 500 Polygons NWM on 100 images), which is why the shipped runs
+    store this epoch too (:func:`epoch_statistics`)."""
+    from twi_core import data, metrics
+
+    val = data.load(config.dataset, "val", n=config.n_val)
+    start = initial_model(config)
+    stats, hist = checkpoint_statistics(start, val.images[:s.n_wave] if images is None else images, s)
+    loss = metrics.evaluate(start, val, batch_size=config.batch_size)["pixel_loss"]
+    return {"val_loss": float(loss), **stats}, hist
+
+
 def epoch_statistics(run, s: presets.Settings) -> dict[str, Any]:
-    """:func:`checkpoint_statistics` of every epoch checkpoint of ``run`` (epochs 1 to its last), with the settings
-    and the fingerprint of the images they were computed on: what :data:`STATS_FILE` holds."""
+    """:func:`checkpoint_statistics` of the initialisation (epoch 0, :func:`initial_statistics`, with its validation
+    loss) and of every epoch checkpoint of ``run`` (epochs 1 to its last), with the settings and the fingerprint of
+    the images they were computed on: what :data:`STATS_FILE` holds."""
     images = _wave_images(run.config, s)
-    epochs = {}
+    stats, hist = initial_statistics(run.config, s, images)
+    epochs = {"0": {**stats, "hist": [float(v) for v in hist]}}
     for epoch in range(1, run.config.epochs + 1):
         stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
         epochs[str(epoch)] = {**stats, "hist": [float(v) for v in hist]}
-    return {"format": 1, "key": run.record.key, "analysis": _analysis(s), "images_sha256": _fingerprint(images),
+    return {"format": 2, "key": run.record.key, "analysis": _analysis(s), "images_sha256": _fingerprint(images),
             "epochs": epochs}
 
 
@@ -236,7 +254,8 @@ def write_epoch_statistics(run, s: presets.Settings) -> Path:
 
 def stored_statistics(run, s: presets.Settings, images: torch.Tensor | None = None) -> dict[str, Any] | None:
     """The run's :data:`STATS_FILE` when it was computed for this run, with these settings, on these images, and
-    covers every epoch; None otherwise (then the statistics come from the epoch checkpoints)."""
+    covers every epoch (1 to the last; epoch 0, the initialisation, since format 2); None otherwise (then the
+    statistics come from the epoch checkpoints)."""
     from twi_core._io import read_json
 
     path = run.path / STATS_FILE
@@ -246,7 +265,7 @@ def stored_statistics(run, s: presets.Settings, images: torch.Tensor | None = No
     images = _wave_images(run.config, s) if images is None else images
     if (data.get("key") != run.record.key or data.get("analysis") != _analysis(s)
             or data.get("images_sha256") != _fingerprint(images)
-            or set(data.get("epochs", {})) != {str(e) for e in range(1, run.config.epochs + 1)}):
+            or set(data.get("epochs", {})) - {"0"} != {str(e) for e in range(1, run.config.epochs + 1)}):
         return None
     return data
 
@@ -258,7 +277,7 @@ def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, d
     channel and (trimmed, every ``time_stride``-th) time step (:func:`twi_core.analysis.wavelength.wavelength_fields`,
     periodic: the NWM pads circularly). A run whose folder holds matching statistics (:func:`stored_statistics`, as
     the shipped Polygons runs do) is read from them instead of its epoch checkpoints; the initialisation is always
-    computed.
+    computed unless the statistics hold it too (format 2).
 
     Returns
     -------
@@ -275,7 +294,7 @@ def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, d
     ValueError
         A run has neither the epoch checkpoints nor statistics for these settings.
     """
-    from twi_core import data, metrics
+    from twi_core import data
     from twi_core.train import EPOCH_DIR
 
     rows, hists = [], {}
@@ -292,19 +311,18 @@ def figure10(s: presets.Settings, runs: dict[int, Any]) -> tuple[pd.DataFrame, d
                              f"statistics ({STATS_FILE}) for these settings {_analysis(s)} on these images; retrain it "
                              f"with save_epoch_checkpoints=True or use the preset its statistics were computed at")
         for epoch in range(0, cfg.epochs + 1):
-            if epoch == 0:
-                start = initial_model(cfg)
-                loss = metrics.evaluate(start, val, batch_size=cfg.batch_size)["pixel_loss"]
-                stats, hist = checkpoint_statistics(start, images, s)
-                source = "computed"
+            entry = dict(stored["epochs"].get(str(epoch), {})) if stored is not None else {}
+            if entry:
+                hist, source = np.asarray(entry.pop("hist")), "stored statistics"
+                loss = entry.pop("val_loss") if epoch == 0 else float(history.loc[epoch, "val_loss"])
+                stats = entry
+            elif epoch == 0:
+                stats, hist = initial_statistics(cfg, s, images)
+                loss, source = stats.pop("val_loss"), "computed"
             else:
                 loss = float(history.loc[epoch, "val_loss"])
-                if stored is not None:
-                    entry = dict(stored["epochs"][str(epoch)])
-                    hist, stats, source = np.asarray(entry.pop("hist")), entry, "stored statistics"
-                else:
-                    stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
-                    source = "computed"
+                stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
+                source = "computed"
             rows.append({"seed": seed, "epoch": epoch, "images_seen": epoch * (n_train or 0), "val_loss": loss,
                          **stats, "source": source})
             hists[(seed, epoch)] = hist
@@ -386,13 +404,15 @@ def figure10_caption(s: presets.Settings, per_seed: pd.DataFrame, summary: dict[
         text += (f" This is {seeds} and far less training; a Pearson r over {lo if lo == hi else f'{lo}–{hi}'} "
                  "checkpoints is a noisy number.")
     if curves is not None and "source" in curves:
-        stored = sorted(int(k) for k in curves.loc[curves["source"] == "stored statistics", "seed"].unique())
+        from_store = curves["source"] == "stored statistics"
+        stored = sorted(int(k) for k in curves.loc[from_store, "seed"].unique())
         if stored:
+            initial = "are read from them too" if from_store[curves["epoch"] == 0].all() else "are computed here"
             text += (f" The trained checkpoints of seed{'s' if len(stored) > 1 else ''} "
                      f"{', '.join(map(str, stored))} are read from the wavelength statistics stored with "
                      f"{'their runs' if len(stored) > 1 else 'its run'} (`{STATS_FILE}`, computed from the epoch "
                      "checkpoints by this code; the store keeps seed 0's checkpoints, and a test recomputes its "
-                     "statistics from them); the initialisations are computed here.")
+                     f"statistics from them); the initialisations (epoch 0, with their validation loss) {initial}.")
     return text
 
 
@@ -483,7 +503,8 @@ def separability_table(s: presets.Settings, models: dict[str, dict[str, Any]]
 
 def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0,), drop: bool = False,
                       root: str | Path | None = None) -> list[Path]:
-    """Write :data:`STATS_FILE` into every shipped run of :func:`figure10_configs` at ``preset``, and with ``drop``
+    """Write :data:`STATS_FILE` into every shipped run of :func:`figure10_configs` at ``preset`` (or add epoch 0 to a
+    format-1 file, which lacks it), and with ``drop``
     remove the epoch checkpoints of the seeds not in ``keep_epochs`` (seed 0 keeps them by default, so a test can
     recompute its statistics from them), then rewrite the store's manifest. Returns the statistics files written.
 
@@ -495,6 +516,7 @@ def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0
     import shutil
 
     from twi_core import store
+    from twi_core._io import atomic_write_json
     from twi_core.train import EPOCH_DIR
 
     s = settings(preset)
@@ -504,8 +526,14 @@ def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0
         run = store.find(config, root=root)
         if run is None:
             raise LookupError(f"seed {seed} of Figure 10 at preset {preset!r} (key {config.key()}) is not in {root}")
-        if stored_statistics(run, s) is None:
+        stored = stored_statistics(run, s)
+        if stored is None:
             written.append(write_epoch_statistics(run, s))
+        elif "0" not in stored["epochs"]:  # format 1: add the initialisation, which needs no epoch checkpoint
+            stats, hist = initial_statistics(run.config, s)
+            stored["epochs"] = {"0": {**stats, "hist": [float(v) for v in hist]}, **stored["epochs"]}
+            written.append(atomic_write_json(run.path / STATS_FILE, {**stored, "format": 2}))
+        if written and written[-1].parent == run.path:
             store.write_manifest(root)  # the next find() checks this run's folder against the manifest
         if drop and seed not in keep_epochs and (run.path / EPOCH_DIR).exists():
             shutil.rmtree(run.path / EPOCH_DIR)
