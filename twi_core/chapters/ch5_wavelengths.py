@@ -31,8 +31,8 @@ from twi_core.analysis import wavelength as wl
 
 __all__ = ["TABLE", "BINS", "STATS_FILE", "settings", "describe", "synthetic_validation", "figure10_configs",
            "figure10_runs", "initial_model", "initial_statistics", "checkpoint_statistics", "epoch_statistics",
-           "write_epoch_statistics", "stored_statistics", "figure10", "correlations", "figure10_claim", "figure10_caption",
-           "separability_models", "separability_table", "summarise_shipped"]
+           "write_epoch_statistics", "stored_statistics", "figure10", "correlations", "figure10_claim",
+           "figure10_caption", "separability_models", "separability_table", "summarise_shipped"]
 
 #: Wavelength histogram bin edges (px), logarithmic from 1 to 256.
 BINS = np.geomspace(1.0, 256.0, 49)
@@ -231,16 +231,19 @@ def initial_statistics(config, s: presets.Settings, images: torch.Tensor | None 
     return {"val_loss": float(loss), **stats}, hist
 
 
+def _entry(stats: dict[str, float], hist: np.ndarray) -> dict[str, Any]:
+    """One epoch of :data:`STATS_FILE`: the statistics and the histogram as plain floats (JSON)."""
+    return {**stats, "hist": [float(v) for v in hist]}
+
+
 def epoch_statistics(run, s: presets.Settings) -> dict[str, Any]:
     """:func:`checkpoint_statistics` of the initialisation (epoch 0, :func:`initial_statistics`, with its validation
     loss) and of every epoch checkpoint of ``run`` (epochs 1 to its last), with the settings and the fingerprint of
     the images they were computed on: what :data:`STATS_FILE` holds."""
     images = _wave_images(run.config, s)
-    stats, hist = initial_statistics(run.config, s, images)
-    epochs = {"0": {**stats, "hist": [float(v) for v in hist]}}
+    epochs = {"0": _entry(*initial_statistics(run.config, s, images))}
     for epoch in range(1, run.config.epochs + 1):
-        stats, hist = checkpoint_statistics(run.epoch_model(epoch), images, s)
-        epochs[str(epoch)] = {**stats, "hist": [float(v) for v in hist]}
+        epochs[str(epoch)] = _entry(*checkpoint_statistics(run.epoch_model(epoch), images, s))
     return {"format": 2, "key": run.record.key, "analysis": _analysis(s), "images_sha256": _fingerprint(images),
             "epochs": epochs}
 
@@ -504,9 +507,9 @@ def separability_table(s: presets.Settings, models: dict[str, dict[str, Any]]
 def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0,), drop: bool = False,
                       root: str | Path | None = None) -> list[Path]:
     """Write :data:`STATS_FILE` into every shipped run of :func:`figure10_configs` at ``preset`` (or add epoch 0 to a
-    format-1 file, which lacks it), and with ``drop``
-    remove the epoch checkpoints of the seeds not in ``keep_epochs`` (seed 0 keeps them by default, so a test can
-    recompute its statistics from them), then rewrite the store's manifest. Returns the statistics files written.
+    format-1 file, which lacks it), and with ``drop`` remove the epoch checkpoints of the seeds not in ``keep_epochs``
+    (seed 0 keeps them by default, so a test can recompute its statistics from them), then rewrite the store's
+    manifest. Returns the statistics files written.
 
     Raises
     ------
@@ -526,14 +529,14 @@ def summarise_shipped(preset: str = "book", *, keep_epochs: tuple[int, ...] = (0
         run = store.find(config, root=root)
         if run is None:
             raise LookupError(f"seed {seed} of Figure 10 at preset {preset!r} (key {config.key()}) is not in {root}")
-        stored = stored_statistics(run, s)
+        stored, path = stored_statistics(run, s), None
         if stored is None:
-            written.append(write_epoch_statistics(run, s))
+            path = write_epoch_statistics(run, s)
         elif "0" not in stored["epochs"]:  # format 1: add the initialisation, which needs no epoch checkpoint
-            stats, hist = initial_statistics(run.config, s)
-            stored["epochs"] = {"0": {**stats, "hist": [float(v) for v in hist]}, **stored["epochs"]}
-            written.append(atomic_write_json(run.path / STATS_FILE, {**stored, "format": 2}))
-        if written and written[-1].parent == run.path:
+            epochs = {"0": _entry(*initial_statistics(run.config, s)), **stored["epochs"]}
+            path = atomic_write_json(run.path / STATS_FILE, {**stored, "format": 2, "epochs": epochs})
+        if path is not None:
+            written.append(path)
             store.write_manifest(root)  # the next find() checks this run's folder against the manifest
         if drop and seed not in keep_epochs and (run.path / EPOCH_DIR).exists():
             shutil.rmtree(run.path / EPOCH_DIR)
