@@ -66,13 +66,14 @@ def test_every_benchmark_has_a_case():
     assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(CASES)
 
 
-def _run(script: str, args: list[str]) -> subprocess.CompletedProcess:
+def _run(script: str, args: list[str], *, smoke: bool = True) -> subprocess.CompletedProcess:
     # The conftest has put the run's private caches (TWI_DATA_DIR, TWI_RUNS_DIR, XDG_CACHE_HOME) into os.environ;
     # the child inherits them. PYTHONPATH: `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the
     # repository, so without it an installed twi_core elsewhere would be the one measured.
     env = {**os.environ, "TWI_PRESET": "smoke", "TWI_HEAD_BF16": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *args], cwd=ROOT, env=env,
+    flags = ["--smoke"] if smoke else []
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *flags, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -119,3 +120,62 @@ def test_bench_gpu_without_smoke_still_needs_cuda():
                           text=True, timeout=120)
     assert done.returncode == 2
     assert "bench_gpu needs CUDA" in done.stderr
+
+
+def _gpu_runs_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_runs", BENCHMARKS / "gpu_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_runs_store_runs_dry_run_names_the_shipped_state_it_continues(tmp_path):
+    """--store-runs --dry-run lists every seed of the matching store runs, the shipped run each one continues, and its
+    chunks; it trains and writes nothing."""
+    done = _run("gpu_runs.py", ["--store-runs", "mnist-nwm-linear", "--epochs", "500", "--chunk", "200", "--dry-run",
+                                "--out", str(tmp_path / "work")], smoke=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("mnist-nwm-linear-s")]
+    assert len(lines) == 3
+    for line in lines:
+        match = re.search(r": 500 epochs, continuing mnist-nwm-linear-s\d-[0-9a-f]{12} \(shipped, (\d+) epochs\); "
+                          r"chunks end at \[(.*)\]", line)
+        assert match, line
+        start = int(match.group(1))
+        assert match.group(2) == ", ".join(str(e) for e in [*range(start + 200, 500, 200), 500])
+    assert not (tmp_path / "work").exists()
+
+
+def test_gpu_runs_chunk_targets():
+    chunks = _gpu_runs_module().chunk_targets
+    assert chunks(0, 5, 2) == [2, 4, 5]
+    assert chunks(3, 5, None) == [5]
+    assert chunks(5, 5, 2) == []
+    with pytest.raises(ValueError, match="chunk must be a positive number of epochs"):
+        chunks(0, 5, 0)
+
+
+def test_gpu_runs_store_child_trains_in_chunks_and_keeps_the_last(tmp_path):
+    """The child of --store-runs trains a run in chunks, each continued from the one before, and removes each chunk's
+    folder once the next has finished: the work store ends with one run whose record holds every epoch."""
+    import dataclasses
+    import json
+
+    from twi_core import runs
+    from twi_core.records import RunResult
+    from twi_core.reproduce import train_config
+
+    config = train_config("tetrominoes", "cnn", 2, preset="smoke", epochs=3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", _gpu_runs_module()._STORE_CHILD, json.dumps(config.to_dict()),
+                           str(tmp_path), "cpu", "[1, 3]"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"tetrominoes-cnn-2-s0-[0-9a-f]+ complete 1 epochs\n.* complete 3 epochs", done.stdout)
+    folders = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert [p.name for p in folders] == [runs.run_dir(config, store=tmp_path).name]
+    record = RunResult.read(folders[0])
+    assert [entry["epoch"] for entry in record.history] == [1, 2, 3]
+    assert record.continued_from == dataclasses.replace(config, epochs=1).key()  # the first chunk, since removed

@@ -20,9 +20,11 @@ size of every file; a file that does not match is never served (:func:`find`), a
 lists every mismatch. Keys hash the configuration and :data:`twi_core.train.TRAINING_FORMAT`, not the package version, so a
 release does not orphan the store.
 
-:data:`PLAN` is what the store is meant to hold; ``python -m twi_core.store train [--only SUBSTRING]`` trains what is
-missing of it into a work store (resumable: a killed run continues from its last epoch) and ``python -m twi_core.store
-pack WORK_STORE`` copies the finished runs in, halves their checkpoints and rewrites the manifest.
+:data:`PLAN` and the chapters' own runs (:func:`wanted_configs`) are what the store is meant to hold;
+``python -m twi_core.store train [--only SUBSTRING]`` trains what is missing of them into a work store (resumable: a
+killed run continues from its last epoch) and ``python -m twi_core.store pack WORK_STORE`` copies the finished runs
+in, halves their checkpoints and rewrites the manifest. On a GPU, ``benchmarks/gpu_runs.py --store-runs SUBSTRING``
+trains them side by side, each continued from its shipped resume state.
 """
 
 from __future__ import annotations
@@ -157,6 +159,26 @@ def plan_configs(only: str | None = None) -> list[Any]:
     return out
 
 
+def wanted_configs(only: str | None = None) -> list[Any]:
+    """Every configuration the shipped store is meant to hold: :data:`PLAN`'s and the chapters' own runs at the
+    ``book`` preset (chapters 2, 4 and 5; :func:`twi_core.chapters.shipped_configs`), those whose slug contains
+    ``only`` if given, each once, the plan's first.
+
+    Examples
+    --------
+    >>> sorted({c.seed for c in wanted_configs("mnist-nwm-linear")})
+    [0, 1, 2]
+    """
+    from twi_core import runs
+    from twi_core.chapters import shipped_configs
+
+    out: dict[str, Any] = {}
+    for config in [*plan_configs(only), *shipped_configs("book")]:
+        if not only or only in runs.slug(config):
+            out.setdefault(config.key(), config)
+    return list(out.values())
+
+
 # -- the manifest ------------------------------------------------------------------------------------------------------
 
 def _files(root: Path) -> list[Path]:
@@ -249,7 +271,7 @@ def missing_message(config) -> str:
     """What :class:`MissingRunError` says: the configuration, and the commands that train or allow training it."""
     return (f"run {config.dataset} {config.model.get('name')} (key {config.key()}, seed {config.seed}) is in neither "
             f"the run store nor the shipped store, and TWI_TRAIN=never forbids training it. Train it with "
-            f"`python -m twi_core.store train` (the store's plan) or set TWI_TRAIN=missing; configuration: "
+            f"`python -m twi_core.store train` (the store's runs) or set TWI_TRAIN=missing; configuration: "
             f"{config.to_dict()}")
 
 
@@ -315,13 +337,13 @@ def pack(run_dirs: Iterable[str | os.PathLike], *, root: str | os.PathLike | Non
 
 
 def prune(root: str | os.PathLike | None = None, *, keep: Iterable[Any] | None = None) -> list[Path]:
-    """Remove the run folders of the store at ``root`` that no configuration of ``keep`` (default: the whole
-    :data:`PLAN`) asks for, e.g. the shorter runs a longer plan row continued, then rewrite the manifest. Returns the
-    folders removed."""
+    """Remove the run folders of the store at ``root`` that no configuration of ``keep`` (default
+    :func:`wanted_configs`: the plan's and the chapters' runs) asks for, e.g. the shorter runs a longer plan row
+    continued, then rewrite the manifest. Returns the folders removed."""
     from twi_core import runs
 
     root = Path(root) if root is not None else shipped_dir()
-    wanted = {runs.run_dir(c, store=root).name for c in (plan_configs() if keep is None else keep)}
+    wanted = {runs.run_dir(c, store=root).name for c in (wanted_configs() if keep is None else keep)}
     removed = [folder for folder in sorted(p for p in root.iterdir() if p.is_dir()) if folder.name not in wanted]
     for folder in removed:
         shutil.rmtree(folder)
@@ -334,9 +356,10 @@ def prune(root: str | os.PathLike | None = None, *, keep: Iterable[Any] | None =
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twi_core.store", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train what the store's plan lacks, into a work store (resumable)")
+    p_train = sub.add_parser("train", help="train what the store lacks of its plan and the chapters' runs, into a "
+                                          "work store (resumable)")
     p_train.add_argument("--store", type=Path, default=None, help="work store (default $TWI_RUNS_DIR)")
-    p_train.add_argument("--only", default=None, help="only plan rows whose dataset-family-variant contains this")
+    p_train.add_argument("--only", default=None, help="only runs whose dataset-family-variant contains this")
     p_train.add_argument("--seed", type=int, action="append", default=None,
                          help="only these seeds (repeatable), e.g. to split one plan row over two processes")
     p_train.add_argument("--list", action="store_true", help="list the plan's runs and whether they are stored")
@@ -355,17 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         print(f"{shipped_dir()}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
-    from twi_core.chapters import shipped_configs
-
     if args.command == "prune":
-        for folder in prune(keep=[*plan_configs(), *shipped_configs("book")]):
+        for folder in prune():
             print(f"removed {folder.name}")
         return 0
-    configs = plan_configs(args.only)
-    if args.command == "pack":  # the chapters' own runs at the book preset too (chapters 2 and 5)
-        configs += [c for c in shipped_configs("book") if not args.only or args.only in runs.slug(c)]
-    if args.command == "pack":
-        folders = [runs.run_dir(c, store=args.work) for c in configs]
+    if args.command == "pack":  # the chapters' own runs at the book preset too (chapters 2, 4 and 5)
+        folders = [runs.run_dir(c, store=args.work) for c in wanted_configs(args.only)]
         plan_keys = {c.key() for c in plan_configs() if runs.slug(c).rsplit("-s", 1)[0] not in NO_RESUME_STATE}
         done = pack([f for f in folders if (f / "result.json").exists() and f.name[-12:] not in plan_keys])
         # The plan's runs keep their resume state: the store grows epoch by epoch across sessions.
@@ -373,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      resume_state=True)
         print(f"packed {len(done)} run(s) into {shipped_dir()}")
         return 0
+    configs = wanted_configs(args.only)
     if args.seed is not None:
         configs = [c for c in configs if c.seed in args.seed]
     for config in configs:
