@@ -64,7 +64,9 @@ config, store, device = TrainConfig.from_dict(json.loads(sys.argv[1])), sys.argv
 previous = None
 for epochs in json.loads(sys.argv[4]):
     run = obtain(dataclasses.replace(config, epochs=epochs), store=store, device=device, progress=False)
-    print(run.path.name, run.status, epochs, "epochs", flush=True)
+    test = run.record.metrics.get("test", {}).get("fg_iou", float("nan"))
+    print(f"{run.path.name} {run.status} {epochs} epochs: test FG-IoU {test:.3f}, "
+          f"{run.record.wall_time_s or 0:.0f} s", flush=True)
     if run.status != "complete":
         sys.exit(str(run.record.to_dict().get("error") or run.status)[-2000:])
     if previous is not None and previous.parent == run.path.parent:  # only the work store's own, never shipped runs

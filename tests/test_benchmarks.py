@@ -173,7 +173,8 @@ def test_gpu_runs_store_child_trains_in_chunks_and_keeps_the_last(tmp_path):
                            str(tmp_path), "cpu", "[1, 3]"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"tetrominoes-cnn-2-s0-[0-9a-f]+ complete 1 epochs\n.* complete 3 epochs", done.stdout)
+    assert re.search(r"tetrominoes-cnn-2-s0-[0-9a-f]+ complete 1 epochs: test FG-IoU [0-9.]+, [0-9]+ s\n"
+                     r".* complete 3 epochs: test FG-IoU [0-9.]+", done.stdout), done.stdout
     folders = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert [p.name for p in folders] == [runs.run_dir(config, store=tmp_path).name]
     record = RunResult.read(folders[0])
