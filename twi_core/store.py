@@ -149,11 +149,25 @@ def store_config(dataset: str, family: str, variant: Any, *, seed: int = 0):
     return dataclasses.replace(paper, epochs=plan_epochs(dataset, family, variant), **STORE_TRAINING, **source)
 
 
+def selected(name: str, only: str | None) -> bool:
+    """Whether the run name ``name`` (``dataset-family-variant``, or a slug) is selected by ``only``: all when
+    ``only`` is empty, else those containing it; a leading ``^`` anchors it at the start of the name.
+
+    Examples
+    --------
+    >>> selected("multi_mnist-nwm-linear", "mnist-nwm"), selected("multi_mnist-nwm-linear", "^mnist-nwm")
+    (True, False)
+    """
+    if not only:
+        return True
+    return name.startswith(only[1:]) if only.startswith("^") else only in name
+
+
 def plan_configs(only: str | None = None) -> list[Any]:
-    """Every configuration of :data:`PLAN` (those whose ``dataset-family-variant`` contains ``only``, if given)."""
+    """Every configuration of :data:`PLAN` (those whose ``dataset-family-variant`` :func:`selected` ``only`` picks)."""
     out = []
     for dataset, family, variant, seeds, _ in PLAN:
-        if only and only not in f"{dataset}-{family}-{variant}":
+        if not selected(f"{dataset}-{family}-{variant}", only):
             continue
         out.extend(store_config(dataset, family, variant, seed=s) for s in seeds)
     return out
@@ -161,8 +175,8 @@ def plan_configs(only: str | None = None) -> list[Any]:
 
 def wanted_configs(only: str | None = None) -> list[Any]:
     """Every configuration the shipped store is meant to hold: :data:`PLAN`'s and the chapters' own runs at the
-    ``book`` preset (chapters 2, 4 and 5; :func:`twi_core.chapters.shipped_configs`), those whose slug contains
-    ``only`` if given, each once, the plan's first.
+    ``book`` preset (chapters 2, 4 and 5; :func:`twi_core.chapters.shipped_configs`), those whose slug
+    :func:`selected` ``only`` picks, each once, the plan's first.
 
     Examples
     --------
@@ -174,7 +188,7 @@ def wanted_configs(only: str | None = None) -> list[Any]:
 
     out: dict[str, Any] = {}
     for config in [*plan_configs(only), *shipped_configs("book")]:
-        if not only or only in runs.slug(config):
+        if selected(runs.slug(config), only):
             out.setdefault(config.key(), config)
     return list(out.values())
 
@@ -359,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train what the store lacks of its plan and the chapters' runs, into a "
                                           "work store (resumable)")
     p_train.add_argument("--store", type=Path, default=None, help="work store (default $TWI_RUNS_DIR)")
-    p_train.add_argument("--only", default=None, help="only runs whose dataset-family-variant contains this")
+    p_train.add_argument("--only", default=None, help="only runs whose dataset-family-variant contains this (^: starts with it)")
     p_train.add_argument("--seed", type=int, action="append", default=None,
                          help="only these seeds (repeatable), e.g. to split one plan row over two processes")
     p_train.add_argument("--list", action="store_true", help="list the plan's runs and whether they are stored")
