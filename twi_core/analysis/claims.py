@@ -184,9 +184,13 @@ def verdict_summary(checks) -> str:
     ...                   ("A beats C", compare([0.9], [0.4], chance=0.0))])
     >>> verdict_summary(t)
     '1 holds, 1 not testable at this scale (of 2)'
+    >>> verdict_summary(claims_table([("A beats B", compare([0.9, 0.92, 0.91], [0.4, 0.45, 0.38], chance=0.0))] * 2))
+    '2 hold (of 2)'
     """
     counts = checks["verdict"].value_counts()
-    parts = [f"{int(counts[v])} {v}" for v in (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE) if v in counts]
+    plural = {HOLDS: "hold", DOES_NOT_HOLD: "do not hold"}  # "3 do not hold", not "3 does not hold"
+    parts = [f"{int(counts[v])} {v if int(counts[v]) == 1 else plural.get(v, v)}"
+             for v in (HOLDS, DOES_NOT_HOLD, NOT_TESTABLE) if v in counts]
     return f"{', '.join(parts)} (of {len(checks)})"
 
 
