@@ -19,8 +19,9 @@ trains on the CPU instead: only the GPU itself is skipped.
 
 **The shipped store's runs** (``--store-runs``): instead of paper-preset points, train the configurations the shipped
 store holds (:func:`twi_core.store.wanted_configs`: the plan's rows and the chapters' ``book`` runs) whose slug
-contains the given text (``^`` anchors it: ``mnist-nwm`` also picks ``multi_mnist-nwm-linear``), every seed, with ``--epochs`` replacing their epochs, into the work store ``--out``. A run
-whose shorter version ships its resume state continues from it (:func:`twi_core.train.continues`): the MNIST
+contains the given text (``^`` anchors it: ``mnist-nwm`` also picks ``multi_mnist-nwm-linear``), every seed, with
+``--epochs`` replacing their epochs, into the work store ``--out``. A run whose shorter version ships its resume
+state continues from it (:func:`twi_core.train.continues`): the MNIST
 NWM-linear goes on from its shipped epochs instead of starting over. ``--chunk K`` trains in steps of K epochs, each a
 finished run (the one before it is removed from the work store once the next has finished: a continued run's record
 holds the whole curve), so a deadline loses at most the chunk in progress. ``--dry-run`` prints what would be
@@ -101,7 +102,8 @@ def _store_runs(args) -> int:
     from twi_core import runs, store
     from twi_core.train import continues
 
-    configs = [c for pattern in args.store_runs for c in store.wanted_configs(pattern)]
+    # each configuration once, however many of the patterns pick it
+    configs = list({c.key(): c for pattern in args.store_runs for c in store.wanted_configs(pattern)}.values())
     if not configs:
         print(f"gpu_runs: no configuration of the shipped store matches {args.store_runs}; see "
               "`python -m twi_core.store train --list`", file=sys.stderr)
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (required unless --smoke: 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--deadline", type=float, default=None, help="seconds; stop the runs still going and keep state.pt")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds; stop the runs still going and keep state.pt")
     parser.add_argument("--device", default="cuda", help="torch device of the runs (default cuda)")
     parser.add_argument("--smoke", action="store_true",
                         help="the smoke preset, one epoch; on the CPU when CUDA is missing (CI, seconds)")
