@@ -188,7 +188,7 @@ def wanted_configs(only: str | None = None) -> list[Any]:
     from twi_core.chapters import shipped_configs
 
     out: dict[str, Any] = {}
-    for config in [*plan_configs(only), *shipped_configs("book")]:
+    for config in [*plan_configs(), *shipped_configs("book")]:
         if selected(runs.slug(config), only):
             out.setdefault(config.key(), config)
     return list(out.values())
@@ -374,10 +374,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train what the store lacks of its plan and the chapters' runs, into a "
                                           "work store (resumable)")
     p_train.add_argument("--store", type=Path, default=None, help="work store (default $TWI_RUNS_DIR)")
-    p_train.add_argument("--only", default=None, help="only runs whose dataset-family-variant contains this (^: starts with it)")
+    p_train.add_argument("--only", default=None,
+                         help="only runs whose dataset-family-variant contains this (^: starts with it)")
     p_train.add_argument("--seed", type=int, action="append", default=None,
                          help="only these seeds (repeatable), e.g. to split one plan row over two processes")
-    p_train.add_argument("--list", action="store_true", help="list the plan's runs and whether they are stored")
+    p_train.add_argument("--list", action="store_true", help="list the store's runs and whether they are stored")
     p_pack = sub.add_parser("pack", help="copy finished runs of a work store into the shipped store")
     p_pack.add_argument("work", type=Path, help="the work store")
     p_pack.add_argument("--only", default=None)
