@@ -100,7 +100,6 @@ def chunk_targets(start: int, epochs: int, chunk: int | None) -> list[int]:
 def _store_runs(args) -> int:
     """``--store-runs``: the shipped store's configurations, continued from their shipped state, in child processes."""
     from twi_core import runs, store
-    from twi_core.train import continues
 
     # each configuration once, however many of the patterns pick it
     configs = list({c.key(): c for pattern in args.store_runs for c in store.wanted_configs(pattern)}.values())
@@ -112,16 +111,13 @@ def _store_runs(args) -> int:
     for config in configs:
         target = dataclasses.replace(config, epochs=args.epochs or config.epochs)
         start, origin = 0, "from scratch"
-        for epochs in range(target.epochs, 0, -1):  # the longest stored run this one continues (or is)
-            shorter = dataclasses.replace(target, epochs=epochs)
-            if epochs < target.epochs and not continues(shorter, target):
-                break
-            found = store.find(shorter)
-            if found is not None and epochs == target.epochs:
-                start, origin = epochs, f"stored ({found.path.name})"
-                break
-            if found is not None and (found.path / "state.pt").exists():
-                start, origin = epochs, f"continuing {found.path.name} (shipped, {epochs} epochs)"
+        stored = store.find(target)
+        if stored is not None:
+            start, origin = target.epochs, f"stored ({stored.path.name})"
+        else:  # the longest shorter run it continues: in --out (an earlier attempt), else shipped
+            for epochs, folder in runs.shorter_runs(target, store=args.out):
+                where = "shipped" if folder.parent.resolve() == store.shipped_dir().resolve() else "work store"
+                start, origin = epochs, f"continuing {folder.name} ({where}, {epochs} epochs)"
                 break
         plans.append((target, chunk_targets(start, target.epochs, args.chunk)))
         print(f"{runs.slug(target)}-{target.key()}: {target.epochs} epochs, {origin}; chunks end at "

@@ -318,25 +318,36 @@ def obtain_table(points: Sequence[Mapping[str, Any]], *, grid: str, preset: str,
     return runs, pd.DataFrame(rows)
 
 
-def _continue_shorter(config: TrainConfig, path: Path, *, store, progress: bool) -> None:
-    """Start a fresh run from the longest shorter run of it in the store (or, failing that, in the shipped store,
-    whose runs keep their resume state), when training passes through that one exactly
-    (:func:`twi_core.train.continues`): asking for more epochs continues the run instead of starting over."""
-    if (path / STATE_FILE).exists():
-        return
+def shorter_runs(config: TrainConfig, *, store: str | os.PathLike | None = None) -> Iterator[tuple[int, Path]]:
+    """``(epochs, folder)`` of every shorter run of ``config`` with a resume state that training ``config`` passes
+    through exactly (:func:`twi_core.train.continues`), longest first; at each length the store's folder before the
+    shipped store's (verified against its manifest)."""
     from twi_core import store as _shipped
-    from twi_core.train import continue_from, continues
+    from twi_core.train import continues
 
     for epochs in range(config.epochs - 1, 0, -1):
         shorter = dataclasses.replace(config, epochs=epochs)
         if not continues(shorter, config):
             return
-        shipped = _shipped.find(shorter)  # verified against the manifest; None when absent
+        shipped = _shipped.find(shorter)  # None when absent
         for folder in (run_dir(shorter, store=store), shipped.path if shipped is not None else None):
-            if folder is not None and (folder / STATE_FILE).exists() and continue_from(folder, config, path):
-                if progress:
-                    print(f"{path.name}: continuing {folder.name} after its {epochs} epoch(s)", flush=True)
-                return
+            if folder is not None and (folder / STATE_FILE).exists():
+                yield epochs, folder
+
+
+def _continue_shorter(config: TrainConfig, path: Path, *, store, progress: bool) -> None:
+    """Start a fresh run from the longest shorter run of it in the store (or, failing that, in the shipped store,
+    whose runs keep their resume state) (:func:`shorter_runs`): asking for more epochs continues the run instead of
+    starting over."""
+    if (path / STATE_FILE).exists():
+        return
+    from twi_core.train import continue_from
+
+    for epochs, folder in shorter_runs(config, store=store):
+        if continue_from(folder, config, path):
+            if progress:
+                print(f"{path.name}: continuing {folder.name} after its {epochs} epoch(s)", flush=True)
+            return
 
 
 #: The lock file inside a run folder, held by the process that trains the run.
