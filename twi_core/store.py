@@ -164,14 +164,10 @@ def selected(name: str, only: str | None) -> bool:
     return name.startswith(only[1:]) if only.startswith("^") else only in name
 
 
-def plan_configs(only: str | None = None) -> list[Any]:
-    """Every configuration of :data:`PLAN` (those whose ``dataset-family-variant`` :func:`selected` ``only`` picks)."""
-    out = []
-    for dataset, family, variant, seeds, _ in PLAN:
-        if not selected(f"{dataset}-{family}-{variant}", only):
-            continue
-        out.extend(store_config(dataset, family, variant, seed=s) for s in seeds)
-    return out
+def plan_configs() -> list[Any]:
+    """Every configuration of :data:`PLAN`, every seed (:func:`wanted_configs` selects among them)."""
+    return [store_config(dataset, family, variant, seed=s) for dataset, family, variant, seeds, _ in PLAN
+            for s in seeds]
 
 
 def wanted_configs(only: str | None = None) -> list[Any]:
